@@ -1,0 +1,98 @@
+"""The stage-2 mapping interface: how guest physical ranges reach host memory.
+
+Each execution backend has its own second-stage translation: KVM memory slots
+(KVM_SET_USER_MEMORY_REGION), unicorn's ``mem_map_ptr``. ``AddrSpace`` only ever talks to this
+Protocol, so it stays backend-free, and the backends live in axvcpu and inject themselves.
+``InMemoryStage2`` records mappings in a sorted list, for tests and for users with no backend.
+"""
+
+from __future__ import annotations
+
+import threading
+from bisect import bisect_right
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+from .addr import GuestPhysAddr, HostVirtAddr
+from .errors import AddrSpaceError
+from .flags import MappingFlags
+from .range import AddrRange
+
+
+@runtime_checkable
+class Stage2Mapper(Protocol):
+    """What a backend implements so guest physical ranges reach host memory.
+
+    ``map`` is called once per area with the host address of its RAM; ``unmap`` with exactly
+    a range previously mapped. Backends raise AddrSpaceError for requests they cannot honour.
+    """
+
+    def map(self, gpa: GuestPhysAddr, size: int, host_addr: HostVirtAddr, flags: MappingFlags) -> None: ...
+
+    def unmap(self, gpa: GuestPhysAddr, size: int) -> None: ...
+
+
+@dataclass(frozen=True)
+class Stage2Mapping:
+    """One guest physical range mapped onto host memory with the given permissions."""
+
+    gpa: GuestPhysAddr
+    size: int
+    host_addr: HostVirtAddr
+    flags: MappingFlags
+
+    @property
+    def range(self) -> AddrRange:
+        return AddrRange.from_start_size(self.gpa, self.size)
+
+    def translate(self, gpa: int) -> HostVirtAddr:
+        """The host address of ``gpa``, which must lie inside this mapping."""
+        if not self.range.contains(gpa):
+            raise AddrSpaceError(f"{gpa:#x} is outside stage-2 mapping {self.range!r}", self.range)
+        return self.host_addr + (gpa - int(self.gpa))
+
+
+class InMemoryStage2:
+    """A Stage2Mapper that only remembers what was mapped (tests, backend-less users)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._starts: list[int] = []
+        self._mappings: list[Stage2Mapping] = []
+
+    def map(self, gpa: GuestPhysAddr, size: int, host_addr: HostVirtAddr, flags: MappingFlags) -> None:
+        """Record a mapping; AddrSpaceError if it is empty or overlaps an existing one."""
+        if size <= 0:
+            raise AddrSpaceError(f"stage-2 mapping at {int(gpa):#x} has non-positive size {size}")
+        mapping = Stage2Mapping(GuestPhysAddr(gpa), size, HostVirtAddr(host_addr), MappingFlags(flags))
+        new = mapping.range
+        with self._lock:
+            i = bisect_right(self._starts, int(gpa))
+            for old in self._mappings[max(i - 1, 0) : i + 1]:
+                if old.range.overlaps(new):
+                    raise AddrSpaceError(f"stage-2 mapping {new!r} overlaps mapping {old.range!r}", new)
+            self._starts.insert(i, int(gpa))
+            self._mappings.insert(i, mapping)
+
+    def unmap(self, gpa: GuestPhysAddr, size: int) -> None:
+        """Forget the mapping of exactly ``[gpa, gpa + size)``; AddrSpaceError otherwise."""
+        with self._lock:
+            i = bisect_right(self._starts, int(gpa)) - 1
+            if i < 0 or self._starts[i] != gpa or self._mappings[i].size != size:
+                span = f"[{int(gpa):#x}, +{size:#x})"
+                raise AddrSpaceError(f"stage-2 range {span} is not mapped exactly")
+            del self._starts[i]
+            del self._mappings[i]
+
+    @property
+    def mappings(self) -> tuple[Stage2Mapping, ...]:
+        with self._lock:
+            return tuple(self._mappings)
+
+    def lookup(self, gpa: int) -> Stage2Mapping | None:
+        """The mapping containing ``gpa``, or None."""
+        with self._lock:
+            i = bisect_right(self._starts, gpa) - 1
+            if i >= 0 and self._mappings[i].range.contains(gpa):
+                return self._mappings[i]
+            return None

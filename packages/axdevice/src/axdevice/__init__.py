@@ -1,0 +1,34 @@
+"""Emulated devices as sans-IO state machines, the device trait, buses and interrupt lines."""
+
+from .bus import DeviceOverlapError, MmioBus, PortBus, SysRegBus
+from .control import RecordingVmControl, VmControl
+from .debug_exit import DebugExit
+from .device import BaseDeviceOps
+from .i8042 import I8042
+from .irq import IrqLine, NullIrqLine, RecordingIrqLine
+from .sifive_test import SifiveTest
+from .types import EmuDeviceType
+from .uart16550 import RX_FIFO_SIZE, Uart16550, UartState
+from .uart_devices import Uart16550Mmio, Uart16550Port
+
+__all__ = [
+    "I8042",
+    "RX_FIFO_SIZE",
+    "BaseDeviceOps",
+    "DebugExit",
+    "DeviceOverlapError",
+    "EmuDeviceType",
+    "IrqLine",
+    "MmioBus",
+    "NullIrqLine",
+    "PortBus",
+    "RecordingIrqLine",
+    "RecordingVmControl",
+    "SifiveTest",
+    "SysRegBus",
+    "Uart16550",
+    "Uart16550Mmio",
+    "Uart16550Port",
+    "UartState",
+    "VmControl",
+]

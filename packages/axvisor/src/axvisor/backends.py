@@ -1,0 +1,59 @@
+"""Choosing an execution backend for a VM config.
+
+A backend registers a factory here together with the guest architectures it runs and a probe
+that says whether this host can use it (``None``) or why not. ``auto`` takes the first usable
+one in order of preference (hardware first).
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from axvm import Arch, AxVMCrateConfig, BackendKind, VmBackend
+
+from .errors import UserError
+
+
+@dataclass(frozen=True)
+class BackendEntry:
+    kind: BackendKind
+    arches: frozenset[Arch]
+    probe: Callable[[], str | None]
+    factory: Callable[[AxVMCrateConfig], VmBackend]
+
+
+REGISTRY: list[BackendEntry] = []
+"""Backends in order of preference; each backend module appends itself when imported."""
+
+
+def kvm_status() -> str:
+    """A one-line account of /dev/kvm on this host, for ``axvisor info`` and error messages."""
+    if not os.path.exists("/dev/kvm"):
+        return "/dev/kvm is missing (load the kvm module, or enable virtualization for this machine)"
+    if not os.access("/dev/kvm", os.R_OK | os.W_OK):
+        return "/dev/kvm is not readable and writable by this user (add the user to group 'kvm')"
+    return "/dev/kvm is present and accessible"
+
+
+def select_backend(config: AxVMCrateConfig) -> BackendEntry:
+    """The backend that will run ``config``, or a UserError saying why none can."""
+    arch, wanted = config.base.arch, config.base.backend
+    source = config.source or "<config>"
+    candidates = [entry for entry in REGISTRY if wanted in (BackendKind.AUTO, entry.kind)]
+    reasons = []
+    for entry in candidates:
+        if arch not in entry.arches:
+            reasons.append(f"{entry.kind.value} does not run {arch.value} guests")
+            continue
+        problem = entry.probe()
+        if problem is None:
+            return entry
+        reasons.append(f"{entry.kind.value}: {problem}")
+    if not candidates:
+        known = ", ".join(entry.kind.value for entry in REGISTRY) or "none yet"
+        reasons.append(f"no {wanted.value} execution backend is implemented (available: {known})")
+    raise UserError(f"{source}: base.backend: cannot run a {arch.value} guest on this "
+                    f"{platform.machine()} host: {'; '.join(reasons)}; nothing was run")

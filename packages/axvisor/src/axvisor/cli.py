@@ -1,0 +1,133 @@
+"""``axvisor``: run, check and generate VM configs.
+
+Bad input (a config, a path, a flag, a missing /dev/kvm) gets one line per problem on stderr and
+exit status 2; a traceback means a bug in axvisor, not in what the user typed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.metadata
+import logging
+import platform
+import sys
+from collections.abc import Sequence
+
+from axvm import ConfigError, load_config
+
+from . import generate as generate_cmd
+from .backends import REGISTRY, kvm_status, select_backend
+from .errors import USAGE_EXIT_STATUS, UserError
+from .loader import missing_images
+from .vmm import build_vm, run_vms, summarise
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(USAGE_EXIT_STATUS, f"{self.prog}: {message} (see '{self.prog} --help')\n")
+
+
+def _version() -> str:
+    try:
+        return importlib.metadata.version("axvisor")
+    except importlib.metadata.PackageNotFoundError:
+        return "0+unknown"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="axvisor", description="A hypervisor in Python, following AxVisor's layering.")
+    parser.add_argument("--version", action="version", version=f"axvisor {_version()}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log what the VMM does")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    run = commands.add_parser("run", help="run the VMs described by CONFIG files")
+    run.add_argument("configs", nargs="+", metavar="CONFIG")
+    check = commands.add_parser("check", help="validate CONFIG files and print a summary")
+    check.add_argument("configs", nargs="+", metavar="CONFIG")
+    gen = commands.add_parser("generate", help="write a VM config from flags")
+    generate_cmd.add_arguments(gen)
+    commands.add_parser("info", help="describe this host: architecture, KVM, backends")
+    return parser
+
+
+def cmd_check(paths: Sequence[str]) -> int:
+    failed = False
+    for path in paths:
+        try:
+            config = load_config(path)
+        except ConfigError as error:
+            print(error, file=sys.stderr)
+            failed = True
+            continue
+        for warning in [*config.warnings, *missing_images(config)]:
+            print(f"warning: {warning}", file=sys.stderr)
+        base, kernel = config.base, config.kernel
+        ram = sum(region.size for region in kernel.memory_regions)
+        print(f"{path}: ok: VM {base.id} {base.name!r}, {base.arch.value}, {base.cpu_num} vCPU(s), "
+              f"{ram // (1 << 20)} MiB RAM in {len(kernel.memory_regions)} region(s), "
+              f"{len(config.devices.emu_devices)} emulated device(s), entry {kernel.entry_point:#x}, "
+              f"backend {base.backend.value}")
+    return USAGE_EXIT_STATUS if failed else 0
+
+
+def cmd_info() -> int:
+    print(f"axvisor {_version()} on {platform.machine()} (Python {platform.python_version()})")
+    print(f"kvm: {kvm_status()}")
+    if not REGISTRY:
+        print("backends: none implemented yet")
+    for entry in REGISTRY:
+        problem = entry.probe()
+        arches = ", ".join(sorted(arch.value for arch in entry.arches))
+        print(f"backend {entry.kind.value} ({arches}): {'usable' if problem is None else problem}")
+    return 0
+
+
+def cmd_run(paths: Sequence[str]) -> int:
+    configs = []
+    for path in paths:
+        try:
+            configs.append(load_config(path))
+        except ConfigError as error:
+            raise UserError(str(error)) from None
+    for config in configs:
+        for warning in config.warnings:
+            print(f"warning: {warning}", file=sys.stderr)
+    entries = [select_backend(config) for config in configs]
+    vms = []
+    for config, entry in zip(configs, entries, strict=True):
+        vms.append(build_vm(config, entry.factory(config), _console_sink))
+    outcomes = run_vms(vms)
+    for outcome in outcomes:
+        if outcome.exit_code:
+            print(f"axvisor: VM {outcome.name!r}: {outcome.reason}", file=sys.stderr)
+    return summarise(outcomes)
+
+
+def _console_sink(data: bytes) -> None:
+    sys.stdout.buffer.write(data)
+    sys.stdout.buffer.flush()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="axvisor: %(levelname)s: %(message)s")
+    try:
+        if args.command == "check":
+            return cmd_check(args.configs)
+        if args.command == "generate":
+            text = generate_cmd.generate(args)
+            if args.output is None:
+                sys.stdout.write(text)
+            return 0
+        if args.command == "info":
+            return cmd_info()
+        return cmd_run(args.configs)
+    except (UserError, ConfigError) as error:
+        print(error, file=sys.stderr)
+        return USAGE_EXIT_STATUS
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,141 @@
+"""The VMM: builds VMs from configs, runs each vCPU on its own thread, reports how they ended.
+
+Policy lives here, not in axvm: what to do when a vCPU halts, when the guest powers off, when
+the backend fails. A VM that fails or powers off never stops another VM.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from axvcpu import CpuUp, FailEntry, Halt, SystemDown, Unsupported
+from axvm import AxVM, AxVMCrateConfig, VmBackend
+
+from .loader import load_raw_images
+
+log = logging.getLogger(__name__)
+
+HALT_POLL_SECONDS = 0.01
+"""How long a halted vCPU sleeps before looking again (until backends deliver wake-ups)."""
+
+
+@dataclass(frozen=True)
+class VmOutcome:
+    """How one VM ended: the exit status the VMM reports for it and a one-line reason."""
+
+    name: str
+    exit_code: int
+    reason: str
+
+
+class RunningVm:
+    """One VM and its vCPU threads."""
+
+    def __init__(self, vm: AxVM) -> None:
+        self.vm = vm
+        self.threads: list[threading.Thread] = []
+        self._failure: str | None = None
+        self._wake = threading.Event()
+        self._started: set[int] = set()
+        self._lock = threading.Lock()
+
+    def start_vcpu(self, vcpu_id: int) -> None:
+        with self._lock:
+            if vcpu_id in self._started:
+                return
+            self._started.add(vcpu_id)
+        thread = threading.Thread(target=self._vcpu_main, args=(vcpu_id,), daemon=True,
+                                  name=f"{self.vm.name}-vcpu{vcpu_id}")
+        self.threads.append(thread)
+        thread.start()
+
+    def _fail(self, reason: str) -> None:
+        if self._failure is None:
+            self._failure = reason
+        self.vm.shutdown(1)
+
+    def _vcpu_main(self, vcpu_id: int) -> None:
+        try:
+            self._vcpu_loop(vcpu_id)
+        except Exception as error:  # a backend failure ends this VM, never the VMM
+            log.exception("VM %s vCPU %d failed", self.vm.name, vcpu_id)
+            self._fail(f"vCPU {vcpu_id}: {type(error).__name__}: {error}")
+
+    def _vcpu_loop(self, vcpu_id: int) -> None:
+        vm = self.vm
+        while True:
+            exit_reason = vm.run_vcpu(vcpu_id)
+            match exit_reason:
+                case SystemDown(exit_code=code, reset=reset):
+                    vm.reset() if reset else vm.shutdown(code)
+                    self._wake.set()
+                    return
+                case Halt():
+                    self._wake.wait(HALT_POLL_SECONDS)
+                case CpuUp(target_cpu=target, entry_point=entry, arg=arg):
+                    self._start_secondary(target, int(entry), arg)
+                case FailEntry(hardware_entry_failure_reason=code, detail=detail):
+                    self._fail(f"vCPU {vcpu_id} could not run the guest: {detail or hex(code)}")
+                    return
+                case Unsupported(code=code, detail=detail):
+                    self._fail(f"vCPU {vcpu_id}: unhandled exit {code:#x} {detail}".rstrip())
+                    return
+                case _:
+                    self._fail(f"vCPU {vcpu_id}: unhandled exit {exit_reason}")
+                    return
+
+    def _start_secondary(self, vcpu_id: int, entry: int, arg: int) -> None:
+        if not 0 <= vcpu_id < len(self.vm.vcpus) or vcpu_id in self._started:
+            log.warning("VM %s: ignoring start of vCPU %d", self.vm.name, vcpu_id)
+            return
+        del entry, arg  # architecture backends set the secondary's registers when they report CpuUp
+        self.start_vcpu(vcpu_id)
+
+    def wait(self) -> VmOutcome:
+        """Join every vCPU thread (secondaries may start while waiting), then stop the VM."""
+        while alive := [thread for thread in self.threads if thread.is_alive()]:
+            alive[0].join()
+        request = self.vm.exit_request
+        if self._failure is not None:
+            outcome = VmOutcome(self.vm.name, 1, self._failure)
+        elif request is not None and request.reset:
+            outcome = VmOutcome(self.vm.name, 0, "the guest asked for a reset")
+        elif request is not None:
+            outcome = VmOutcome(self.vm.name, request.exit_code, f"powered off with status {request.exit_code}")
+        else:
+            outcome = VmOutcome(self.vm.name, 1, "stopped without a power-off")
+        self.vm.stop()
+        return outcome
+
+
+def build_vm(config: AxVMCrateConfig, backend: VmBackend,
+             console_output: Callable[[bytes], object] | None = None) -> AxVM:
+    """The recipe for one VM: compose it, load its images, mark it loaded."""
+    vm = AxVM(config, backend, console_output)
+    try:
+        load_raw_images(config, vm.addrspace.memory)
+    except BaseException:
+        vm.stop()
+        raise
+    vm.mark_loaded()
+    return vm
+
+
+def run_vms(vms: list[AxVM], boot_vcpus: Callable[[AxVM], list[int]] | None = None) -> list[VmOutcome]:
+    """Boot every VM, run until all have ended, and return how each ended."""
+    running = []
+    for vm in vms:
+        vm.boot()
+        handle = RunningVm(vm)
+        for vcpu_id in (boot_vcpus(vm) if boot_vcpus else [0]):
+            handle.start_vcpu(vcpu_id)
+        running.append(handle)
+    return [handle.wait() for handle in running]
+
+
+def summarise(outcomes: list[VmOutcome]) -> int:
+    """The VMM's exit status: the first non-zero VM status, else 0."""
+    return next((outcome.exit_code for outcome in outcomes if outcome.exit_code), 0)

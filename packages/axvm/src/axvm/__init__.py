@@ -1,0 +1,46 @@
+"""axvm: the VM config schema, VM composition, lifecycle and exit dispatch."""
+
+from .backend import ScriptedBackend, VmBackend
+from .config import (
+    Arch,
+    AxVMCrateConfig,
+    BackendKind,
+    ConfigError,
+    ConfigProblem,
+    config_from_dict,
+    config_to_dict,
+    load_config,
+    parse_config,
+)
+from .devices import BUILDERS, BuiltDevice, DeviceContext, build_device
+from .dispatch import DeviceBuses, Handled, handle_exit, sign_extend
+from .lifecycle import VM_TRANSITIONS, IllegalVMTransition, VMState, check_vm_transition
+from .vm import AxVM, VmBuildError
+
+__all__ = [
+    "BUILDERS",
+    "VM_TRANSITIONS",
+    "Arch",
+    "AxVM",
+    "AxVMCrateConfig",
+    "BackendKind",
+    "BuiltDevice",
+    "ConfigError",
+    "ConfigProblem",
+    "DeviceBuses",
+    "DeviceContext",
+    "Handled",
+    "IllegalVMTransition",
+    "ScriptedBackend",
+    "VMState",
+    "VmBackend",
+    "VmBuildError",
+    "build_device",
+    "check_vm_transition",
+    "config_from_dict",
+    "config_to_dict",
+    "handle_exit",
+    "load_config",
+    "parse_config",
+    "sign_extend",
+]

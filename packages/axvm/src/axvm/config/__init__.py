@@ -1,0 +1,44 @@
+"""The VM config: axvmconfig's TOML schema, its validation and its serialisation."""
+
+from .dump import config_to_dict
+from .errors import ConfigError, ConfigProblem
+from .load import config_from_dict, load_config, parse_config
+from .schema import (
+    Arch,
+    AxVMCrateConfig,
+    BackendKind,
+    EmulatedDeviceConfig,
+    ImageLocation,
+    PassThroughAddressConfig,
+    PassThroughDeviceConfig,
+    VMBaseConfig,
+    VMDevicesConfig,
+    VMInterruptMode,
+    VMKernelConfig,
+    VmMemConfig,
+    VmMemMappingType,
+    VMType,
+)
+
+__all__ = [
+    "Arch",
+    "AxVMCrateConfig",
+    "BackendKind",
+    "ConfigError",
+    "ConfigProblem",
+    "EmulatedDeviceConfig",
+    "ImageLocation",
+    "PassThroughAddressConfig",
+    "PassThroughDeviceConfig",
+    "VMBaseConfig",
+    "VMDevicesConfig",
+    "VMInterruptMode",
+    "VMKernelConfig",
+    "VMType",
+    "VmMemConfig",
+    "VmMemMappingType",
+    "config_from_dict",
+    "config_to_dict",
+    "load_config",
+    "parse_config",
+]

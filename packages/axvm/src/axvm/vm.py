@@ -1,0 +1,186 @@
+"""``AxVM``: one virtual machine composed from a config and an execution backend.
+
+Building reads as a recipe: map the memory regions, create the vCPUs, attach each device.
+A failure names its step (and, for config mistakes, the file and key). ``run_vcpu`` is the
+per-vCPU loop: device accesses and lazy memory are handled inline by ``handle_exit``;
+everything else comes back to the caller (the VMM), which owns threads and policy.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+from collections.abc import Callable, Iterator
+
+from axaddrspace import AddrSpace, GuestPhysAddr, MappingFlags
+from axdevice import DeviceOverlapError, Uart16550
+from axvcpu import AxVCpuExitReason, SystemDown, VCpu, VCpuState
+
+from .backend import VmBackend
+from .config import AxVMCrateConfig, ConfigError, ConfigProblem
+from .devices import DeviceConfigError, DeviceContext, UnsupportedDevice, build_device
+from .dispatch import DeviceBuses, handle_exit
+from .lifecycle import VMState, check_vm_transition
+
+log = logging.getLogger(__name__)
+
+GUEST_PHYS_LIMIT = 1 << 48
+"""The guest physical window managed by the address space (48 bits, as x86-64 and sv48)."""
+
+
+class VmBuildError(RuntimeError):
+    """A step of building the VM failed for a reason other than the config."""
+
+
+class AxVM:
+    """A VM: memory, vCPUs and devices, with the lifecycle Loading -> Loaded -> Running ... Stopped."""
+
+    def __init__(self, config: AxVMCrateConfig, backend: VmBackend,
+                 console_output: Callable[[bytes], object] | None = None) -> None:
+        self.config = config
+        self.id = config.base.id
+        self.name = config.base.name
+        self.backend = backend
+        self.buses = DeviceBuses()
+        self.consoles: list[Uart16550] = []
+        self.warnings: list[str] = list(config.warnings)
+        self._console_output = console_output or (lambda data: None)
+        self._state = VMState.LOADING
+        self._state_lock = threading.Lock()
+        self._exit_request: SystemDown | None = None
+        self.addrspace = AddrSpace(0, GUEST_PHYS_LIMIT, backend.stage2)
+        self.vcpus: list[VCpu] = []
+        try:
+            with self._step("map memory regions"):
+                self._map_memory()
+            with self._step("create vCPUs"):
+                self._create_vcpus()
+            with self._step("attach devices"):
+                self._attach_devices()
+        except BaseException:
+            self._transition(VMState.STOPPED)
+            self.addrspace.close()
+            raise
+
+    # -- building ---------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _step(self, step: str) -> Iterator[None]:
+        try:
+            yield
+        except ConfigError:
+            raise
+        except Exception as error:
+            raise VmBuildError(f"VM {self.name!r}: {step}: {error}") from error
+
+    def _map_memory(self) -> None:
+        for region in self.config.kernel.memory_regions:
+            self.addrspace.map_alloc(GuestPhysAddr(region.gpa), region.size, MappingFlags.parse(region.flags))
+
+    def _create_vcpus(self) -> None:
+        sets = self.config.base.phys_cpu_sets
+        for vcpu_id in range(self.config.base.cpu_num):
+            mask = sets[vcpu_id] if sets is not None else None
+            host_cpus = [bit for bit in range(mask.bit_length()) if mask >> bit & 1] if mask else None
+            self.vcpus.append(VCpu(vcpu_id, self.backend.create_vcpu(vcpu_id), host_cpus))
+
+    def _attach_devices(self) -> None:
+        ctx = DeviceContext(self.config.base.arch, self.backend.irq_line, self, self._console_output)
+        problems = []
+        for index, entry in enumerate(self.config.devices.emu_devices):
+            key = f"devices.emu_devices[{index}]"
+            try:
+                built = build_device(entry, ctx)
+                self._place(built.device, built.bus)
+            except UnsupportedDevice as warning:
+                self.warnings.append(str(ConfigProblem(self.config.source, key, f"{entry.name!r}: {warning}")))
+                continue
+            except (DeviceConfigError, DeviceOverlapError) as error:
+                problems.append(ConfigProblem(self.config.source, key, f"{entry.name!r}: {error}"))
+                continue
+            if built.uart is not None:
+                self.consoles.append(built.uart)
+        if problems:
+            raise ConfigError(problems)
+
+    def _place(self, device, bus: str) -> None:
+        if bus == "mmio":
+            device_range = device.address_range
+            for area in self.addrspace.areas:
+                if area.range.overlaps(device_range):
+                    raise DeviceConfigError(f"MMIO range {device_range} overlaps guest RAM {area.range}")
+        getattr(self.buses, bus).add(device)
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    @property
+    def state(self) -> VMState:
+        return self._state
+
+    def _transition(self, wanted: VMState) -> None:
+        with self._state_lock:
+            check_vm_transition(self.name, self._state, wanted)
+            self._state = wanted
+
+    def mark_loaded(self) -> None:
+        """Images are in guest memory: Loading -> Loaded."""
+        self._transition(VMState.LOADED)
+
+    def boot(self, entry: int | None = None) -> None:
+        """Set every vCPU up at ``entry`` (default the config's entry_point): Loaded -> Running."""
+        start = GuestPhysAddr(self.config.kernel.entry_point if entry is None else entry)
+        self._transition(VMState.RUNNING)
+        for vcpu in self.vcpus:
+            vcpu.setup(start, self.backend.stage2)
+
+    def suspend(self) -> None:
+        self._transition(VMState.SUSPENDED)
+
+    def resume(self) -> None:
+        self._transition(VMState.RUNNING)
+
+    def shutdown(self, exit_code: int = 0) -> None:
+        """VmControl: ask every vCPU loop to stop with ``exit_code`` (first request wins)."""
+        if self._exit_request is None:
+            self._exit_request = SystemDown(exit_code)
+
+    def reset(self) -> None:
+        """VmControl: ask every vCPU loop to stop for a reboot."""
+        if self._exit_request is None:
+            self._exit_request = SystemDown(0, reset=True)
+
+    @property
+    def exit_request(self) -> SystemDown | None:
+        return self._exit_request
+
+    def stop(self) -> None:
+        """Release the backend and guest memory: Running/Suspended/Loaded -> Stopping -> Stopped."""
+        if self._state is VMState.STOPPED:
+            return
+        self.shutdown()
+        self._transition(VMState.STOPPING)
+        for vcpu in self.vcpus:
+            vcpu.arch.close()
+        self.backend.close()
+        self.addrspace.close()
+        self._transition(VMState.STOPPED)
+
+    # -- running --------------------------------------------------------------------------
+
+    def run_vcpu(self, vcpu_id: int) -> AxVCpuExitReason:
+        """Run one vCPU until an exit the VM does not handle itself, or a stop request."""
+        vcpu = self.vcpus[vcpu_id]
+        if vcpu.state is VCpuState.FREE:
+            vcpu.bind()
+        buses, addrspace = self.buses, self.addrspace
+        while True:
+            request = self._exit_request
+            if request is not None:
+                return request
+            exit_reason = vcpu.run()
+            outcome = handle_exit(exit_reason, buses, addrspace)
+            if outcome is None:
+                return exit_reason
+            if outcome.read_value is not None:
+                vcpu.complete_read(outcome.read_value)
