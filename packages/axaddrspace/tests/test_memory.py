@@ -157,7 +157,8 @@ def test_overlapping_regions_are_rejected_naming_both(layout, data):
 
 @pytest.fixture
 def two_adjacent():
-    memory = GuestMemory([GuestMemoryRegion.anonymous(0x1000, PAGE_SIZE), GuestMemoryRegion.anonymous(0x2000, PAGE_SIZE)])
+    low, high = GuestMemoryRegion.anonymous(0x1000, PAGE_SIZE), GuestMemoryRegion.anonymous(0x2000, PAGE_SIZE)
+    memory = GuestMemory([low, high])
     yield memory
     memory.close()
 
@@ -238,7 +239,9 @@ def test_sized_helpers(two_adjacent):
     memory.write_u8(0x1000, 0xAB)
     memory.write_u16(0x1002, 0xBEEF)
     memory.write_u32(0x1004, 0xCAFE_F00D)
-    assert (memory.read_u8(0x1000), memory.read_u16(0x1002), memory.read_u32(0x1004)) == (0xAB, 0xBEEF, 0xCAFE_F00D)
+    assert memory.read_u8(0x1000) == 0xAB
+    assert memory.read_u16(0x1002) == 0xBEEF
+    assert memory.read_u32(0x1004) == 0xCAFE_F00D
     with pytest.raises(ValueError):
         memory.write_u8(0x1000, 0x100)
     with pytest.raises(ValueError):

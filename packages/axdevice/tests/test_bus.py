@@ -2,8 +2,7 @@ import logging
 
 import pytest
 
-from axaddrspace.range import AddrRange, InclusiveRange, PortRange, SysRegRange
-from axaddrspace.width import AccessWidth
+from axaddrspace import AccessWidth, AddrRange, InclusiveRange, PortRange, SysRegRange
 from axdevice import BaseDeviceOps, DeviceOverlapError, EmuDeviceType, MmioBus, PortBus, SysRegBus
 
 

@@ -1,7 +1,6 @@
 import pytest
 
-from axaddrspace.range import AddrRange, PortRange
-from axaddrspace.width import AccessWidth
+from axaddrspace import AccessWidth, AddrRange, PortRange
 from axdevice import I8042, DebugExit, EmuDeviceType, MmioBus, PortBus, RecordingVmControl, SifiveTest
 
 B, W, D, Q = AccessWidth.BYTE, AccessWidth.WORD, AccessWidth.DWORD, AccessWidth.QWORD

@@ -1,5 +1,4 @@
-from axaddrspace.range import AddrRange, PortRange
-from axaddrspace.width import AccessWidth
+from axaddrspace import AccessWidth, AddrRange, PortRange
 from axdevice import (
     EmuDeviceType,
     MmioBus,

@@ -16,6 +16,7 @@ backend injects; this module never sees KVM or unicorn.
 
 from __future__ import annotations
 
+import operator
 import threading
 from bisect import bisect_left, bisect_right
 from dataclasses import dataclass
@@ -109,6 +110,7 @@ class AddrSpace:
 
     def map_linear(self, gpa: int, size: int, region: GuestMemoryRegion, flags: MappingFlags) -> None:
         """Map existing host memory ``region`` at ``gpa`` and enter it into stage-2 now."""
+        gpa, size = operator.index(gpa), operator.index(size)
         flags = MappingFlags.parse(int(flags))
         with self._lock:
             rng = self._check_new(gpa, size)
@@ -122,6 +124,7 @@ class AddrSpace:
 
     def map_alloc(self, gpa: int, size: int, flags: MappingFlags, populate: bool = True) -> GuestMemoryRegion:
         """Allocate zeroed RAM at ``gpa``; enter it into stage-2 now, or on first fault."""
+        gpa, size = operator.index(gpa), operator.index(size)
         flags = MappingFlags.parse(int(flags))
         with self._lock:
             rng = self._check_new(gpa, size)
@@ -135,6 +138,7 @@ class AddrSpace:
 
     def unmap(self, gpa: int, size: int) -> None:
         """Remove the areas that exactly make up ``[gpa, gpa + size)`` and free their RAM."""
+        gpa, size = operator.index(gpa), operator.index(size)
         with self._lock:
             end = gpa + size
             first = bisect_left(self._starts, gpa)
@@ -164,7 +168,7 @@ class AddrSpace:
             area = self._find(gpa)
             if area is None:
                 return None
-            return area.region.host_addr + (gpa - area.range.start), area.flags
+            return area.region.host_addr + (operator.index(gpa) - area.range.start), area.flags
 
     def handle_page_fault(self, gpa: int, access: MappingFlags) -> bool:
         """Populate the lazy area containing ``gpa`` if ``access`` is allowed there.

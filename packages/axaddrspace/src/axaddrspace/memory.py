@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import ctypes
 import mmap
+import operator
 import os
 import platform
 import sys
@@ -63,6 +64,7 @@ _MAP_NORESERVE = _map_noreserve()
 
 def _check_layout(what: str, gpa: int, size: int) -> None:
     """Reject a region that is not page aligned or does not fit the 64-bit address space."""
+    gpa, size = operator.index(gpa), operator.index(size)
     if gpa < 0 or gpa % PAGE_SIZE:
         raise ValueError(f"{what}: guest physical address {gpa:#x} is not {PAGE_SIZE}-byte aligned")
     if size <= 0 or size % PAGE_SIZE:
@@ -301,6 +303,9 @@ class GuestMemory:
 
     def _pieces(self, gpa: int, size: int, *, for_write: bool = False) -> list[_Piece]:
         """Cut ``[gpa, gpa + size)`` into per-region pieces, or raise before anything moves."""
+        # Plain ints: address-typed arithmetic would raise its own overflow error, and a float
+        # or other non-integer is a VMM bug (TypeError), not a guest fault.
+        gpa, size = operator.index(gpa), operator.index(size)
         if size < 0:
             raise GuestMemoryError(gpa, size, "has a negative size")
         if gpa < 0 or gpa + size > ADDRESS_LIMIT:

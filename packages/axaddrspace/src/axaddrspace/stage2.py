@@ -13,7 +13,7 @@ from bisect import bisect_right
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
-from .addr import GuestPhysAddr, HostVirtAddr
+from .addr import ADDRESS_LIMIT, GuestPhysAddr, HostVirtAddr
 from .errors import AddrSpaceError
 from .flags import MappingFlags
 from .range import AddrRange
@@ -43,13 +43,13 @@ class Stage2Mapping:
 
     @property
     def range(self) -> AddrRange:
-        return AddrRange.from_start_size(self.gpa, self.size)
+        return AddrRange.from_start_size(int(self.gpa), self.size)
 
     def translate(self, gpa: int) -> HostVirtAddr:
         """The host address of ``gpa``, which must lie inside this mapping."""
         if not self.range.contains(gpa):
             raise AddrSpaceError(f"{gpa:#x} is outside stage-2 mapping {self.range!r}", self.range)
-        return self.host_addr + (gpa - int(self.gpa))
+        return self.host_addr + (int(gpa) - int(self.gpa))
 
 
 class InMemoryStage2:
@@ -62,8 +62,8 @@ class InMemoryStage2:
 
     def map(self, gpa: GuestPhysAddr, size: int, host_addr: HostVirtAddr, flags: MappingFlags) -> None:
         """Record a mapping; AddrSpaceError if it is empty or overlaps an existing one."""
-        if size <= 0:
-            raise AddrSpaceError(f"stage-2 mapping at {int(gpa):#x} has non-positive size {size}")
+        if size <= 0 or int(gpa) + size > ADDRESS_LIMIT:
+            raise AddrSpaceError(f"stage-2 mapping [{int(gpa):#x}, +{size:#x}) is empty or past 2^64")
         mapping = Stage2Mapping(GuestPhysAddr(gpa), size, HostVirtAddr(host_addr), MappingFlags(flags))
         new = mapping.range
         with self._lock:

@@ -16,8 +16,7 @@ import logging
 from bisect import bisect_right
 from typing import ClassVar, Generic, TypeVar
 
-from axaddrspace.range import AddrRange, InclusiveRange
-from axaddrspace.width import AccessWidth
+from axaddrspace import AccessWidth, AddrRange, InclusiveRange
 
 from .device import BaseDeviceOps
 

@@ -7,8 +7,7 @@ code is not truncated here; a VMM that turns it into a process exit status keeps
 
 from __future__ import annotations
 
-from axaddrspace.range import InclusiveRange, PortRange
-from axaddrspace.width import AccessWidth
+from axaddrspace import AccessWidth, InclusiveRange, PortRange
 
 from .control import VmControl
 from .device import BaseDeviceOps

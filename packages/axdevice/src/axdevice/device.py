@@ -9,8 +9,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 
-from axaddrspace.range import AddrRange, InclusiveRange
-from axaddrspace.width import AccessWidth
+from axaddrspace import AccessWidth, AddrRange, InclusiveRange
 
 from .types import EmuDeviceType
 

@@ -16,8 +16,7 @@ ones and drop writes, as an unclaimed port would.
 
 from __future__ import annotations
 
-from axaddrspace.range import InclusiveRange, PortRange
-from axaddrspace.width import AccessWidth
+from axaddrspace import AccessWidth, InclusiveRange, PortRange
 
 from .control import VmControl
 from .device import BaseDeviceOps

@@ -14,8 +14,7 @@ leaves FAIL with code 0). Reads return 0.
 
 from __future__ import annotations
 
-from axaddrspace.range import AddrRange
-from axaddrspace.width import AccessWidth
+from axaddrspace import AccessWidth, AddrRange
 
 from .control import VmControl
 from .device import BaseDeviceOps

@@ -7,8 +7,7 @@ driver splits UART accesses and the bus already confines accesses to the device'
 
 from __future__ import annotations
 
-from axaddrspace.range import AddrRange, InclusiveRange, PortRange
-from axaddrspace.width import AccessWidth
+from axaddrspace import AccessWidth, AddrRange, InclusiveRange, PortRange
 
 from .device import BaseDeviceOps
 from .types import EmuDeviceType

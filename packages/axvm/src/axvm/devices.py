@@ -14,10 +14,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from axdevice import (
+    I8042,
     BaseDeviceOps,
     DebugExit,
     EmuDeviceType,
-    I8042,
     IrqLine,
     SifiveTest,
     Uart16550,

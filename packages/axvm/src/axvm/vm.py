@@ -60,7 +60,7 @@ class AxVM:
                 self._attach_devices()
         except BaseException:
             self._transition(VMState.STOPPED)
-            self.addrspace.close()
+            self.addrspace.clear()
             raise
 
     # -- building ---------------------------------------------------------------------------
@@ -163,7 +163,7 @@ class AxVM:
         for vcpu in self.vcpus:
             vcpu.arch.close()
         self.backend.close()
-        self.addrspace.close()
+        self.addrspace.clear()
         self._transition(VMState.STOPPED)
 
     # -- running --------------------------------------------------------------------------

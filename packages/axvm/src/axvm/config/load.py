@@ -8,6 +8,7 @@ config written for AxVisor loads unchanged.
 
 from __future__ import annotations
 
+import itertools
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -79,11 +80,12 @@ def config_from_dict(document: dict[str, Any], file: Path | None = None) -> AxVM
         reader.warn(unknown, "unknown section or key, ignored")
     tables = {name: _section(reader, document, name) for name in KNOWN_KEYS}
     for name, table in tables.items():
-        for unknown in sorted(set(table) - KNOWN_KEYS[name]):
+        for unknown in sorted(set(table or {}) - KNOWN_KEYS[name]):
             reader.warn(f"{name}.{unknown}", "unknown key, ignored")
-    base = _read_base(reader, tables["base"])
-    kernel = _read_kernel(reader, tables["kernel"], base_dir)
-    devices = _read_devices(reader, tables["devices"])
+    # A missing section is one problem, not one per key it should have held.
+    base = _read_base(reader, tables["base"]) if tables["base"] is not None else None
+    kernel = _read_kernel(reader, tables["kernel"], base_dir) if tables["kernel"] is not None else None
+    devices = _read_devices(reader, tables["devices"] or {})
     if reader.problems or base is None or kernel is None:
         raise ConfigError(reader.problems)
     _check_layout(reader, kernel)
@@ -92,15 +94,15 @@ def config_from_dict(document: dict[str, Any], file: Path | None = None) -> AxVM
     return AxVMCrateConfig(base, kernel, devices, file, tuple(reader.warnings))
 
 
-def _section(reader: FieldReader, document: dict[str, Any], name: str) -> dict[str, Any]:
+def _section(reader: FieldReader, document: dict[str, Any], name: str) -> dict[str, Any] | None:
     table = document.get(name)
     if table is None:
         if name != "devices":
             reader.problem(f"[{name}]", "missing section")
-        return {}
+        return None
     if not isinstance(table, dict):
         reader.problem(name, f"expected a [{name}] table, got {describe(table)}")
-        return {}
+        return None
     return table
 
 
@@ -275,7 +277,7 @@ def _passthrough_address(reader: FieldReader, path: str, fields: dict[str, Any])
 def _check_layout(reader: FieldReader, kernel: VMKernelConfig) -> None:
     """Cross-field rules: regions do not overlap, images land in RAM."""
     ordered = sorted(enumerate(kernel.memory_regions), key=lambda item: item[1].gpa)
-    for (i, first), (j, second) in zip(ordered, ordered[1:], strict=False):
+    for (i, first), (j, second) in itertools.pairwise(ordered):
         if second.gpa < first.end:
             later, earlier = max(i, j), min(i, j)
             reader.problem(f"kernel.memory_regions[{later}]",

@@ -1,0 +1,106 @@
+"""The command line as a user meets it: exit statuses, one-line errors, no tracebacks."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from axvisor.cli import main
+
+CONFIG = """
+[base]
+id = 7
+name = "cli"
+vm_type = 1
+cpu_num = 1
+arch = "riscv64"
+
+[kernel]
+entry_point = 0x8000_0000
+kernel_path = "guest.bin"
+kernel_load_addr = 0x8000_0000
+memory_regions = [[0x8000_0000, 0x100_0000, 0x7, 0]]
+
+[devices]
+emu_devices = [["test", 0x10_0000, 0x1000, 0, 0x82, []]]
+"""
+
+
+def write(tmp_path: Path, text: str, name: str = "vm.toml") -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def test_check_ok_prints_summary_and_warns_about_missing_image(tmp_path, capsys) -> None:
+    path = write(tmp_path, CONFIG)
+    assert main(["check", str(path)]) == 0
+    out, err = capsys.readouterr()
+    assert f"{path}: ok: VM 7 'cli', riscv64, 1 vCPU(s), 16 MiB RAM" in out
+    assert "kernel.kernel_path" in err and "does not exist" in err
+
+
+def test_check_bad_configs_exit_2_with_one_line_each(tmp_path, capsys) -> None:
+    bad_type = write(tmp_path, CONFIG.replace("cpu_num = 1", "cpu_num = true"), "a.toml")
+    no_base = write(tmp_path, CONFIG.split("[kernel]")[1].join(["[kernel]", ""]), "b.toml")
+    overlap = write(tmp_path, CONFIG.replace("[[0x8000_0000, 0x100_0000, 0x7, 0]]",
+                                             "[[0x8000_0000, 0x100_0000, 7, 0], [0x80ff_f000, 0x1000, 7, 0]]"),
+                    "c.toml")
+    good = write(tmp_path, CONFIG, "d.toml")
+    assert main(["check", str(bad_type), str(no_base), str(overlap), str(good)]) == 2
+    out, err = capsys.readouterr()
+    lines = [line for line in err.splitlines() if not line.startswith("warning:")]
+    assert lines == [
+        f"{bad_type}: base.cpu_num: expected an integer, got boolean true",
+        f"{no_base}: [base]: missing section",
+        f"{overlap}: kernel.memory_regions[1]: [0x80fff000, 0x81000000) overlaps memory_regions[0] "
+        "[0x80000000, 0x81000000); expected non-overlapping regions",
+    ]
+    assert f"{good}: ok" in out
+
+
+def test_run_with_missing_image_or_backend_is_one_line(tmp_path, capsys) -> None:
+    path = write(tmp_path, CONFIG)
+    assert main(["run", str(path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith(f"{path}: ")
+    assert "Traceback" not in err
+
+
+def test_generate_writes_a_config_that_checks(tmp_path, capsys) -> None:
+    out = tmp_path / "gen.toml"
+    status = main(["generate", "-a", "riscv64", "-n", "gen", "-c", "2", "-k", "Image", "-l", "0x8020_0000",
+                   "-m", "0x8000_0000:0x800_0000", "--cmdline", "console=ttyS0", "-O", str(out)])
+    assert status == 0
+    document = tomllib.loads(out.read_text())
+    assert document["base"]["cpu_num"] == 2 and document["base"]["arch"] == "riscv64"
+    assert document["kernel"]["kernel_path"] == "Image"
+    assert document["kernel"]["memory_regions"] == [[0x8000_0000, 0x800_0000, 7, 0]]
+    assert main(["check", str(out)]) == 0
+
+
+def test_generate_rejects_bad_values(tmp_path, capsys) -> None:
+    assert main(["generate", "-a", "riscv64", "-k", "Image", "-l", "0x8020_0000", "-m", "0x8000_0001:0x1000"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("generate: kernel.memory_regions[0]: ")
+    with pytest.raises(SystemExit) as info:
+        main(["generate", "-a", "mips", "-k", "x", "-l", "0"])
+    assert info.value.code == 2
+
+
+def test_bad_flag_and_unknown_command_exit_2() -> None:
+    for argv in (["--frobnicate"], ["explode"], ["run"]):
+        with pytest.raises(SystemExit) as info:
+            main(argv)
+        assert info.value.code == 2
+
+
+def test_version_and_info_as_a_process() -> None:
+    version = subprocess.run([sys.executable, "-m", "axvisor", "--version"], capture_output=True, text=True)
+    assert version.returncode == 0 and version.stdout.startswith("axvisor 0.1.0")
+    info = subprocess.run([sys.executable, "-m", "axvisor", "info"], capture_output=True, text=True)
+    assert info.returncode == 0 and "kvm: /dev/kvm" in info.stdout
