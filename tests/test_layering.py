@@ -14,7 +14,8 @@ PACKAGES = ("axaddrspace", "axvcpu", "axdevice", "axvm", "axvisor")
 
 def lint_imports(src_root: Path) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(str(src_root / name) for name in PACKAGES))
-    command = [str(Path(sys.executable).parent / "lint-imports"), "--no-cache", "--config", str(ROOT / "pyproject.toml")]
+    lint = Path(sys.executable).parent / "lint-imports"
+    command = [str(lint), "--no-cache", "--config", str(ROOT / "pyproject.toml")]
     return subprocess.run(command, capture_output=True, text=True, env=env, cwd=src_root)
 
 

@@ -17,6 +17,7 @@ from axaddrspace import (
     GuestMemory,
     GuestMemoryError,
     GuestMemoryRegion,
+    GuestPhysAddr,
     InMemoryStage2,
     MappingFlags,
     MemoryArea,
@@ -253,3 +254,15 @@ def test_areas_never_overlap_and_translate_agrees_with_memory(requests):
                 assert translated == (region.host_addr + (gpa - region.gpa), RW)
     finally:
         space.clear()
+
+
+def test_typed_guest_addresses_are_accepted_everywhere(space):
+    gpa = GuestPhysAddr(BASE)
+    region = space.map_alloc(gpa, PAGE_SIZE, RW, populate=False)
+    host, flags = space.translate(gpa + 0x10)
+    assert host == region.host_addr + 0x10 and flags == RW
+    assert space.find_area(gpa).range.start == BASE
+    assert space.handle_page_fault(gpa + 0x10, R) is True
+    assert space.stage2.lookup(gpa).translate(gpa + 0x20) == region.host_addr + 0x20
+    space.unmap(gpa, PAGE_SIZE)
+    assert space.find_area(gpa) is None

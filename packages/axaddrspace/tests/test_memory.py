@@ -18,6 +18,7 @@ from axaddrspace import (
     GuestMemory,
     GuestMemoryError,
     GuestMemoryRegion,
+    GuestPhysAddr,
 )
 
 # -- a model of the layout, independent of the implementation ------------------------------------
@@ -331,4 +332,18 @@ def test_guest_memory_error_message_matches_the_documented_shape():
     with pytest.raises(GuestMemoryError) as exc:
         memory.read_u32(0x9000_0000)
     assert str(exc.value) == "guest physical address 0x9000_0000 (4 bytes) is not backed by guest RAM"
+    memory.close()
+
+
+def test_typed_addresses_work_up_to_the_top_of_the_address_space():
+    top = GuestPhysAddr(ADDRESS_LIMIT - PAGE_SIZE)
+    memory = GuestMemory([GuestMemoryRegion.anonymous(top, PAGE_SIZE)])
+    last = GuestPhysAddr(ADDRESS_LIMIT - 4)
+    memory.write_u32(last, 0xA5A5_5A5A)
+    assert memory.read_u32(last) == 0xA5A5_5A5A
+    assert len(memory.view(last, 4)) == 4
+    with pytest.raises(GuestMemoryError) as exc:  # not AddressOverflowError from typed arithmetic
+        memory.read_u64(last)
+    assert exc.value.addr == last
+    assert not memory.contains(last, 8)
     memory.close()
