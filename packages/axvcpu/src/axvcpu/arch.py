@@ -9,6 +9,7 @@ not assume x86.
 from __future__ import annotations
 
 import abc
+import time
 from typing import TYPE_CHECKING
 
 from axaddrspace import GuestPhysAddr, Stage2Mapper
@@ -41,6 +42,14 @@ class ArchVCpu(abc.ABC):
     @abc.abstractmethod
     def inject_interrupt(self, vector: int) -> None:
         """Deliver (or queue) interrupt ``vector``; may be called from another thread."""
+
+    def wait_for_interrupt(self, timeout: float) -> None:
+        """Block after a Halt until an interrupt is pending for this vCPU, or ``timeout`` seconds.
+
+        Backends that know their interrupt sources override this to wake at once; the default
+        simply waits, so a halted vCPU never spins a host core.
+        """
+        time.sleep(timeout)
 
     def bind(self) -> None:
         """Attach to the current host thread; the default has nothing to attach."""

@@ -18,8 +18,8 @@ from .loader import load_raw_images
 
 log = logging.getLogger(__name__)
 
-HALT_POLL_SECONDS = 0.01
-"""How long a halted vCPU sleeps before looking again (until backends deliver wake-ups)."""
+HALT_WAIT_SECONDS = 0.01
+"""The longest a halted vCPU waits before looking at the VM's stop request again."""
 
 
 @dataclass(frozen=True)
@@ -74,7 +74,7 @@ class RunningVm:
                     self._wake.set()
                     return
                 case Halt():
-                    self._wake.wait(HALT_POLL_SECONDS)
+                    vm.vcpus[vcpu_id].arch.wait_for_interrupt(HALT_WAIT_SECONDS)
                 case CpuUp(target_cpu=target, entry_point=entry, arg=arg):
                     self._start_secondary(target, int(entry), arg)
                 case FailEntry(hardware_entry_failure_reason=code, detail=detail):
