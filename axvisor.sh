@@ -11,7 +11,8 @@ VENV="$ROOT/.venv"
 TOOLS="$ROOT/.tools"
 HVCONFIG="$ROOT/.hvconfig.toml"
 # Debian packages the project needs on the host (installed by setup when running as root).
-APT_PACKAGES=(gcc libc6-dev)
+APT_PACKAGES=(gcc libc6-dev linux-libc-dev binutils device-tree-compiler gcc-riscv64-linux-gnu
+              binutils-riscv64-linux-gnu)
 
 say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 die() { printf 'axvisor.sh: %s\n' "$*" >&2; exit 2; }
@@ -26,7 +27,8 @@ usage: ./axvisor.sh COMMAND [ARGS...]
   run [CONFIG...]     run VMs (no argument: the default list from .hvconfig.toml, see defconfig)
   check [CONFIG...]   validate VM configs (no argument: configs/vms/*.toml)
   defconfig           write .hvconfig.toml with the default VM for this host
-  build               build a wheel of every package into dist/
+  build               build the x86_64 test guests into build/guests and a wheel of every
+                      package into dist/
   clean               remove environments and build outputs (keeps downloaded guest images)
   help                this text
 USAGE
@@ -108,6 +110,7 @@ isolated_env() {
 
 cmd_test() {
   cmd_setup
+  build_guests
   local summary=() status=0 env out
   for pkg in "${PACKAGES[@]}"; do
     env=$(isolated_env "$pkg")
@@ -157,6 +160,7 @@ PY
 
 cmd_run() {
   cmd_setup
+  build_guests
   if [ $# -eq 0 ]; then
     local vms; vms=$(default_vms) || exit 2
     mapfile -t args <<<"$vms"
@@ -171,7 +175,18 @@ cmd_check() {
   exec "$VENV/bin/axvisor" check "$@"
 }
 
+# The x86_64 test guests (tests/guests), rebuilt when a source is newer than the images.
+build_guests() {
+  local out="$ROOT/build/guests" newest
+  newest=$(ls -t tests/guests/* | head -n 1)
+  if [ ! -f "$out/hello.bin" ] || [ "$newest" -nt "$out/hello.bin" ]; then
+    say "building the x86_64 test guests into build/guests"
+    tests/guests/build.sh "$out"
+  fi
+}
+
 cmd_build() {
+  build_guests
   local poetry; poetry=$(poetry_bin)
   mkdir -p dist
   for pkg in "${PACKAGES[@]}"; do

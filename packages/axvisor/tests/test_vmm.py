@@ -78,7 +78,7 @@ def test_one_failing_vm_does_not_stop_another(tmp_path) -> None:
 
 
 def test_image_that_does_not_fit_is_a_user_error(tmp_path) -> None:
-    with pytest.raises(UserError, match="kernel.kernel_path.*does not fit in guest RAM"):
+    with pytest.raises(UserError, match="<config>: kernel.dtb_path: .*does not fit in guest RAM"):
         build_vm(config(tmp_path, image=b"\0" * 0x100_0001), ScriptedBackend())
 
 

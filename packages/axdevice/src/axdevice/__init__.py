@@ -1,26 +1,36 @@
 """Emulated devices as sans-IO state machines, the device trait, buses and interrupt lines."""
 
+from .acpi_pm import AcpiPmControl
 from .bus import DeviceOverlapError, MmioBus, PortBus, SysRegBus
+from .clint import MTIME_FREQ_HZ, Clint, ClintState, HartTimers, RecordingHartTimers
 from .control import RecordingVmControl, VmControl
 from .debug_exit import DebugExit
 from .device import BaseDeviceOps
 from .i8042 import I8042
 from .irq import IrqLine, NullIrqLine, RecordingIrqLine
+from .pci_host import PciConfigPorts
+from .plic import Plic, PlicSource, PlicState
+from .rtc import CmosRtc
+from .scratch import ScratchRegisters
 from .sifive_test import SifiveTest
 from .types import EmuDeviceType
 from .uart16550 import RX_FIFO_SIZE, Uart16550, UartState
 from .uart_devices import Uart16550Mmio, Uart16550Port
 
 __all__ = [
+    "AcpiPmControl",
+    "ScratchRegisters",
     "I8042",
     "RX_FIFO_SIZE",
     "BaseDeviceOps",
+    "CmosRtc",
     "DebugExit",
     "DeviceOverlapError",
     "EmuDeviceType",
     "IrqLine",
     "MmioBus",
     "NullIrqLine",
+    "PciConfigPorts",
     "PortBus",
     "RecordingIrqLine",
     "RecordingVmControl",
@@ -31,4 +41,12 @@ __all__ = [
     "Uart16550Port",
     "UartState",
     "VmControl",
+    "MTIME_FREQ_HZ",
+    "Clint",
+    "ClintState",
+    "HartTimers",
+    "RecordingHartTimers",
+    "Plic",
+    "PlicSource",
+    "PlicState",
 ]

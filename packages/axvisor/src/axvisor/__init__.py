@@ -2,21 +2,20 @@
 
 from .backends import REGISTRY, BackendEntry, kvm_status, select_backend
 from .errors import USAGE_EXIT_STATUS, UserError
-from .loader import LoadedImage, image_list, load_raw_images, missing_images
+from .loaders import image_list, load_guest, missing_images
 from .vmm import RunningVm, VmOutcome, build_vm, run_vms, summarise
 
 __all__ = [
     "REGISTRY",
     "USAGE_EXIT_STATUS",
     "BackendEntry",
-    "LoadedImage",
     "RunningVm",
     "UserError",
     "VmOutcome",
     "build_vm",
     "image_list",
     "kvm_status",
-    "load_raw_images",
+    "load_guest",
     "missing_images",
     "run_vms",
     "select_backend",

@@ -41,7 +41,6 @@ def kvm_status() -> str:
 def select_backend(config: AxVMCrateConfig) -> BackendEntry:
     """The backend that will run ``config``, or a UserError saying why none can."""
     arch, wanted = config.base.arch, config.base.backend
-    source = config.source or "<config>"
     candidates = [entry for entry in REGISTRY if wanted in (BackendKind.AUTO, entry.kind)]
     reasons = []
     for entry in candidates:
@@ -55,5 +54,22 @@ def select_backend(config: AxVMCrateConfig) -> BackendEntry:
     if not candidates:
         known = ", ".join(entry.kind.value for entry in REGISTRY) or "none yet"
         reasons.append(f"no {wanted.value} execution backend is implemented (available: {known})")
-    raise UserError(f"{source}: base.backend: cannot run a {arch.value} guest on this "
+    raise UserError(f"{config.origin}: base.backend: cannot run a {arch.value} guest on this "
                     f"{platform.machine()} host: {'; '.join(reasons)}; nothing was run")
+
+
+def _kvm_probe() -> str | None:
+    from axvcpu.backends.kvm import probe
+
+    return probe()
+
+
+def _kvm_factory(config: AxVMCrateConfig) -> VmBackend:
+    from axvcpu.backends.kvm import KvmX86Backend
+
+    return KvmX86Backend()
+
+
+if Arch.host() is Arch.X86_64:
+    REGISTRY.append(BackendEntry(BackendKind.KVM, frozenset({Arch.X86_64}), _kvm_probe, _kvm_factory))
+

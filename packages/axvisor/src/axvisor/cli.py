@@ -11,14 +11,16 @@ import importlib.metadata
 import logging
 import platform
 import sys
+import threading
 from collections.abc import Sequence
 
 from axvm import ConfigError, load_config
 
 from . import generate as generate_cmd
 from .backends import REGISTRY, kvm_status, select_backend
+from .console import ConsoleInput, pump_stdin, raw_terminal
 from .errors import USAGE_EXIT_STATUS, UserError
-from .loader import missing_images
+from .loaders import missing_images
 from .vmm import build_vm, run_vms, summarise
 
 
@@ -93,13 +95,42 @@ def cmd_run(paths: Sequence[str]) -> int:
             print(f"warning: {warning}", file=sys.stderr)
     entries = [select_backend(config) for config in configs]
     vms = []
-    for config, entry in zip(configs, entries, strict=True):
-        vms.append(build_vm(config, entry.factory(config), _console_sink))
-    outcomes = run_vms(vms)
+    try:
+        for config, entry in zip(configs, entries, strict=True):
+            vms.append(build_vm(config, entry.factory(config), _console_sink))
+    except BaseException:
+        for vm in vms:
+            vm.stop()
+        raise
+    outcomes = run_with_console(vms)
     for outcome in outcomes:
         if outcome.exit_code:
             print(f"axvisor: VM {outcome.name!r}: {outcome.reason}", file=sys.stderr)
     return summarise(outcomes)
+
+
+def run_with_console(vms: list) -> list:
+    """Run the VMs with the terminal's keystrokes going to the first VM's console."""
+    first = vms[0]
+    if not first.consoles:
+        return run_vms(vms)
+
+    def quit_all() -> None:
+        for vm in vms:
+            vm.shutdown(0)
+
+    try:
+        fd = sys.stdin.fileno()
+    except (OSError, ValueError):  # no usable stdin (closed, or replaced by a test harness)
+        return run_vms(vms)
+    console = ConsoleInput(first.consoles[0], first.device_lock, quit_all, _console_sink)
+    stop = threading.Event()
+    with raw_terminal(fd):
+        threading.Thread(target=pump_stdin, args=(console, stop, fd), daemon=True, name="console").start()
+        try:
+            return run_vms(vms)
+        finally:
+            stop.set()
 
 
 def _console_sink(data: bytes) -> None:

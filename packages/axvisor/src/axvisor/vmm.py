@@ -7,6 +7,7 @@ the backend fails. A VM that fails or powers off never stops another VM.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -14,7 +15,7 @@ from dataclasses import dataclass
 from axvcpu import CpuUp, FailEntry, Halt, SystemDown, Unsupported
 from axvm import AxVM, AxVMCrateConfig, VmBackend
 
-from .loader import load_raw_images
+from .loaders import load_guest
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +39,6 @@ class RunningVm:
         self.vm = vm
         self.threads: list[threading.Thread] = []
         self._failure: str | None = None
-        self._wake = threading.Event()
         self._started: set[int] = set()
         self._lock = threading.Lock()
 
@@ -58,6 +58,13 @@ class RunningVm:
         self.vm.shutdown(1)
 
     def _vcpu_main(self, vcpu_id: int) -> None:
+        host_cpus = self.vm.vcpus[vcpu_id].phys_cpu_set
+        if host_cpus:
+            try:
+                os.sched_setaffinity(0, host_cpus)  # pid 0: this thread only
+            except OSError as error:
+                log.warning("VM %s vCPU %d: cannot pin to host CPUs %s: %s", self.vm.name, vcpu_id,
+                            list(host_cpus), error.strerror)
         try:
             self._vcpu_loop(vcpu_id)
         except Exception as error:  # a backend failure ends this VM, never the VMM
@@ -71,7 +78,6 @@ class RunningVm:
             match exit_reason:
                 case SystemDown(exit_code=code, reset=reset):
                     vm.reset() if reset else vm.shutdown(code)
-                    self._wake.set()
                     return
                 case Halt():
                     vm.vcpus[vcpu_id].arch.wait_for_interrupt(HALT_WAIT_SECONDS)
@@ -116,7 +122,7 @@ def build_vm(config: AxVMCrateConfig, backend: VmBackend,
     """The recipe for one VM: compose it, load its images, mark it loaded."""
     vm = AxVM(config, backend, console_output)
     try:
-        load_raw_images(config, vm.addrspace.memory)
+        vm.boot_plan = load_guest(config, vm.addrspace.memory)
     except BaseException:
         vm.stop()
         raise
@@ -125,12 +131,16 @@ def build_vm(config: AxVMCrateConfig, backend: VmBackend,
 
 
 def run_vms(vms: list[AxVM], boot_vcpus: Callable[[AxVM], list[int]] | None = None) -> list[VmOutcome]:
-    """Boot every VM, run until all have ended, and return how each ended."""
+    """Boot every VM, run until all have ended, and return how each ended.
+
+    Every vCPU gets its thread at once (``boot_vcpus`` narrows that): x86 application processors
+    then wait inside KVM for their startup IPI and riscv harts park in firmware, as on hardware.
+    """
     running = []
     for vm in vms:
         vm.boot()
         handle = RunningVm(vm)
-        for vcpu_id in (boot_vcpus(vm) if boot_vcpus else [0]):
+        for vcpu_id in (boot_vcpus(vm) if boot_vcpus else range(len(vm.vcpus))):
             handle.start_vcpu(vcpu_id)
         running.append(handle)
     return [handle.wait() for handle in running]

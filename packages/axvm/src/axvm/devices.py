@@ -19,6 +19,7 @@ from axdevice import (
     DebugExit,
     EmuDeviceType,
     IrqLine,
+    ScratchRegisters,
     SifiveTest,
     Uart16550,
     Uart16550Mmio,
@@ -68,9 +69,14 @@ def _sifive_test(config: EmulatedDeviceConfig, ctx: DeviceContext) -> BuiltDevic
     return BuiltDevice(SifiveTest(ctx.control, config.base_gpa, config.length), "mmio")
 
 
+def _scratch(config: EmulatedDeviceConfig, ctx: DeviceContext) -> BuiltDevice:
+    return BuiltDevice(ScratchRegisters(config.base_gpa, config.length), "mmio")
+
+
 Builder = Callable[[EmulatedDeviceConfig, DeviceContext], BuiltDevice]
 
 BUILDERS: dict[EmuDeviceType, tuple[Builder, frozenset[Arch]]] = {
+    EmuDeviceType.Dummy: (_scratch, frozenset(Arch)),
     EmuDeviceType.Console: (_console, frozenset(Arch)),
     EmuDeviceType.DebugExit: (_debug_exit, frozenset({Arch.X86_64})),
     EmuDeviceType.ResetControl: (_i8042, frozenset({Arch.X86_64})),

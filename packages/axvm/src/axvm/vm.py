@@ -22,6 +22,7 @@ from .config import AxVMCrateConfig, ConfigError, ConfigProblem
 from .devices import DeviceConfigError, DeviceContext, UnsupportedDevice, build_device
 from .dispatch import DeviceBuses, handle_exit
 from .lifecycle import VMState, check_vm_transition
+from .machine import BootPlan, machine_for
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +50,12 @@ class AxVM:
         self._state = VMState.LOADING
         self._state_lock = threading.Lock()
         self._exit_request: SystemDown | None = None
+        self.device_lock = threading.Lock()
+        """Serialises device access between vCPU threads and the VMM (console input, timers)."""
         self.addrspace = AddrSpace(0, GUEST_PHYS_LIMIT, backend.stage2)
+        self.machine = machine_for(config.base.arch)
+        self.boot_plan: BootPlan | None = None
+        """How to enter the loaded images; set by the loader, used by boot()."""
         self.vcpus: list[VCpu] = []
         try:
             with self._step("map memory regions"):
@@ -86,7 +92,18 @@ class AxVM:
             self.vcpus.append(VCpu(vcpu_id, self.backend.create_vcpu(vcpu_id), host_cpus))
 
     def _attach_devices(self) -> None:
-        ctx = DeviceContext(self.config.base.arch, self.backend.irq_line, self, self._console_output)
+        ctx = DeviceContext(self.config.base.arch, lambda irq: self.machine.irq_line(self, irq), self,
+                            self._console_output)
+        self._attach_config_devices(ctx)
+        for built in self.machine.platform_devices(ctx):
+            bus = getattr(self.buses, built.bus)
+            if any(device.address_range.overlaps(built.device.address_range) for device in bus.devices):
+                continue  # the config placed its own device there
+            bus.add(built.device)
+            if built.uart is not None:
+                self.consoles.append(built.uart)
+
+    def _attach_config_devices(self, ctx: DeviceContext) -> None:
         problems = []
         for index, entry in enumerate(self.config.devices.emu_devices):
             key = f"devices.emu_devices[{index}]"
@@ -127,12 +144,17 @@ class AxVM:
         """Images are in guest memory: Loading -> Loaded."""
         self._transition(VMState.LOADED)
 
-    def boot(self, entry: int | None = None) -> None:
-        """Set every vCPU up at ``entry`` (default the config's entry_point): Loaded -> Running."""
-        start = GuestPhysAddr(self.config.kernel.entry_point if entry is None else entry)
+    def boot(self, plan: BootPlan | None = None) -> None:
+        """Set the vCPUs up for ``plan`` (default: the config's entry point, raw): Loaded -> Running."""
+        plan = plan or self.boot_plan
+        if plan is None:
+            plan = BootPlan(self.config.kernel.entry_point, cmdline=(self.config.kernel.cmdline or "").encode())
+        check_vm_transition(self.name, self._state, VMState.RUNNING)
+        with self._step("prepare boot"):
+            for vcpu in self.vcpus:
+                vcpu.setup(GuestPhysAddr(plan.entry), self.backend.stage2)
+            self.machine.prepare_boot(self, plan)
         self._transition(VMState.RUNNING)
-        for vcpu in self.vcpus:
-            vcpu.setup(start, self.backend.stage2)
 
     def suspend(self) -> None:
         self._transition(VMState.SUSPENDED)
@@ -142,13 +164,17 @@ class AxVM:
 
     def shutdown(self, exit_code: int = 0) -> None:
         """VmControl: ask every vCPU loop to stop with ``exit_code`` (first request wins)."""
-        if self._exit_request is None:
-            self._exit_request = SystemDown(exit_code)
+        self._request_exit(SystemDown(exit_code))
 
     def reset(self) -> None:
         """VmControl: ask every vCPU loop to stop for a reboot."""
+        self._request_exit(SystemDown(0, reset=True))
+
+    def _request_exit(self, request: SystemDown) -> None:
         if self._exit_request is None:
-            self._exit_request = SystemDown(0, reset=True)
+            self._exit_request = request
+            for vcpu in self.vcpus:
+                vcpu.arch.kick()
 
     @property
     def exit_request(self) -> SystemDown | None:
@@ -179,7 +205,8 @@ class AxVM:
             if request is not None:
                 return request
             exit_reason = vcpu.run()
-            outcome = handle_exit(exit_reason, buses, addrspace)
+            with self.device_lock:
+                outcome = handle_exit(exit_reason, buses, addrspace)
             if outcome is None:
                 return exit_reason
             if outcome.read_value is not None:

@@ -153,3 +153,8 @@ class AxVMCrateConfig:
     devices: VMDevicesConfig = field(default_factory=VMDevicesConfig)
     source: Path | None = None
     warnings: tuple[str, ...] = ()
+
+    @property
+    def origin(self) -> str:
+        """How messages name this config: its file, or <config> when it was built in code."""
+        return str(self.source) if self.source is not None else "<config>"

@@ -1,0 +1,86 @@
+"""The x86_64 PC machine: COM1, isa-debug-exit, i8042 reset, ACPI PM1a power-off, CMOS RTC, PCI
+type-1 ports on the port bus; KVM's in-kernel PIC/IOAPIC/PIT; e820, MP table and long-mode boot set up by the VMM."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from axaddrspace import GuestPhysAddr
+from axdevice import I8042, AcpiPmControl, CmosRtc, DebugExit, IrqLine, PciConfigPorts, Uart16550, Uart16550Port
+from axvcpu.x86 import X86VCpu
+
+from ...config import Arch
+from ...devices import BuiltDevice, DeviceContext
+from ...machine import BootPlan
+from . import layout
+from .bootinfo import boot_info
+from .cpu_state import enter_long_mode, enter_protected_mode
+from .e820 import e820_map
+from .mptable import MAX_MP_CPUS, mp_table
+from .tables import write_cpu_tables
+
+if TYPE_CHECKING:
+    from ...vm import AxVM
+
+COM1_IRQ = 4
+MP_STATE_RUNNABLE = 0
+
+
+class BootLayoutError(ValueError):
+    """The configured RAM cannot hold the boot structures (a config problem)."""
+
+
+class X86Machine:
+    arch = Arch.X86_64
+
+    def irq_line(self, vm: AxVM, irq: int) -> IrqLine:
+        return vm.backend.irq_line(irq)
+
+    def platform_devices(self, ctx: DeviceContext) -> Sequence[BuiltDevice]:
+        uart = Uart16550(ctx.irq_line(COM1_IRQ), ctx.console_output)
+        return (
+            BuiltDevice(Uart16550Port(uart, 0x3F8), "port", uart),
+            BuiltDevice(DebugExit(ctx.control), "port"),
+            BuiltDevice(I8042(ctx.control), "port"),
+            BuiltDevice(AcpiPmControl(ctx.control), "port"),
+            BuiltDevice(CmosRtc(), "port"),
+            BuiltDevice(PciConfigPorts(), "port"),
+        )
+
+    def prepare_boot(self, vm: AxVM, plan: BootPlan) -> None:
+        regions = [(r.gpa, r.size) for r in vm.config.kernel.memory_regions]
+        boot_base = min(gpa for gpa, _ in regions)
+        memory = vm.addrspace.memory
+        if not memory.contains(GuestPhysAddr(boot_base), layout.BOOT_AREA_SIZE):
+            raise BootLayoutError(f"the lowest RAM region at {boot_base:#x} is smaller than the "
+                                  f"{layout.BOOT_AREA_SIZE:#x} bytes of boot structures")
+        cpu_count = len(vm.vcpus)
+        ram_limit = max(gpa + size for gpa, size in regions)
+        write_cpu_tables(memory, boot_base, ram_limit)
+        e820 = e820_map(regions)
+        if memory.contains(GuestPhysAddr(layout.MP_TABLE), 1024) and cpu_count <= MAX_MP_CPUS:
+            memory.write(GuestPhysAddr(layout.MP_TABLE), mp_table(layout.MP_TABLE, cpu_count))
+        x86_vcpus = [vcpu for vcpu in vm.vcpus if isinstance(vcpu.arch, X86VCpu)]
+        if plan.protocol == "raw":
+            if cpu_count > layout.MAX_BOOT_VCPUS:
+                raise BootLayoutError(f"raw x86 images start with at most {layout.MAX_BOOT_VCPUS} vCPUs")
+            cmdline = plan.cmdline[: layout.CMDLINE_MAX - 1]
+            memory.write(GuestPhysAddr(boot_base + layout.CMDLINE), cmdline + b"\0")
+            info = boot_info(cpu_count, e820, boot_base + layout.CMDLINE, len(cmdline))
+            memory.write(GuestPhysAddr(boot_base + layout.BOOT_INFO), info)
+            for vcpu in x86_vcpus:
+                stack_top = boot_base + layout.STACKS + (vcpu.id + 1) * layout.STACK_SIZE
+                enter_long_mode(vcpu.arch, boot_base=boot_base, entry=plan.entry, rsp=stack_top,
+                                rsi=boot_base + layout.BOOT_INFO, rdi=vcpu.id)
+                if vcpu.id and hasattr(vcpu.arch, "set_mp_state"):
+                    vcpu.arch.set_mp_state(MP_STATE_RUNNABLE)  # raw images start every vCPU at once
+        elif plan.protocol == "linux":
+            for vcpu in x86_vcpus[:1]:
+                enter_long_mode(vcpu.arch, boot_base=boot_base, entry=plan.entry,
+                                rsp=boot_base + layout.STACKS + layout.STACK_SIZE, rsi=plan.params or 0)
+        elif plan.protocol == "pvh":
+            for vcpu in x86_vcpus[:1]:
+                enter_protected_mode(vcpu.arch, boot_base=boot_base, entry=plan.entry, rbx=plan.params or 0)
+        else:
+            raise BootLayoutError(f"x86_64 has no boot protocol {plan.protocol!r}")
