@@ -51,6 +51,10 @@ class ArchVCpu(abc.ABC):
         """
         time.sleep(timeout)
 
+    def kick(self) -> None:
+        """Make a run() in progress on another thread return soon (with Nothing); default no-op
+        for backends whose run() always returns within a bounded slice."""
+
     def bind(self) -> None:
         """Attach to the current host thread; the default has nothing to attach."""
 
