@@ -12,7 +12,7 @@ import pytest
 
 from axdevice import EmuDeviceType
 from axvm.machines import fdt
-from axvm.machines import riscv_virt as rv
+from axvm.machines.riscv import layout as rv
 
 RAM = [(rv.DRAM_BASE, 0x800_0000)]
 

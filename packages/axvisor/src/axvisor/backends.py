@@ -73,3 +73,20 @@ def _kvm_factory(config: AxVMCrateConfig) -> VmBackend:
 if Arch.host() is Arch.X86_64:
     REGISTRY.append(BackendEntry(BackendKind.KVM, frozenset({Arch.X86_64}), _kvm_probe, _kvm_factory))
 
+
+
+def _soft_probe() -> str | None:
+    try:
+        import unicorn  # noqa: F401
+    except ImportError as error:
+        return f"the unicorn engine is not installed ({error}); run ./axvisor.sh setup"
+    return None
+
+
+def _soft_factory(config: AxVMCrateConfig) -> VmBackend:
+    from axvcpu.backends.soft import SoftRiscvBackend
+
+    return SoftRiscvBackend(config.base.cpu_num)
+
+
+REGISTRY.append(BackendEntry(BackendKind.SOFT, frozenset({Arch.RISCV64}), _soft_probe, _soft_factory))

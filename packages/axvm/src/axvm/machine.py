@@ -69,4 +69,8 @@ def machine_for(arch: Arch) -> Machine:
         from .machines.x86.machine import X86Machine
 
         return X86Machine()
+    if arch is Arch.RISCV64:
+        from .machines.riscv.machine import RiscvVirtMachine
+
+        return RiscvVirtMachine()
     return GenericMachine(arch)

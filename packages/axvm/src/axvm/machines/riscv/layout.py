@@ -21,9 +21,9 @@ from itertools import pairwise
 
 from axdevice import EmuDeviceType
 
-from ..config import EmulatedDeviceConfig
-from . import fdt
-from .fdt import Phandles, flag, node, reg64, strings, u32, u64
+from ...config import EmulatedDeviceConfig
+from .. import fdt
+from ..fdt import Phandles, flag, node, reg64, strings, u32, u64
 
 
 @dataclass(frozen=True)
