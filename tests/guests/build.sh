@@ -9,7 +9,7 @@ names=("$@")
 command -v gcc >/dev/null || { echo "build.sh: gcc is missing (Debian: apt-get install gcc)" >&2; exit 2; }
 mkdir -p "$out"
 cflags=(-O2 -ffreestanding -fno-pic -fno-pie -no-pie -nostdlib -static -mno-red-zone -mgeneral-regs-only
-        -fno-stack-protector -fno-asynchronous-unwind-tables -mcmodel=small -Wall -Wextra -Werror
+        -fno-stack-protector -fno-asynchronous-unwind-tables -mcmodel=large -Wall -Wextra -Werror
         -Wl,--build-id=none -Wl,-z,noexecstack -Wl,--no-warn-rwx-segments -Wl,-T,"$here/guest.ld")
 for name in "${names[@]}"; do
   gcc "${cflags[@]}" -o "$out/$name.elf" "$here/start.S" "$here/guest.c" "$here/$name.c"

@@ -53,7 +53,7 @@ void poweroff(void) {
 void idt_set(int vector, void (*handler)(void)) {
     u64 a = (u64)handler;
     u8 *e = idt + vector * 16;
-    /* 64-bit interrupt gate: offset 15:0, selector 0x10, IST 0, type 0xE, DPL 0, present. */
+    /* 64-bit interrupt gate: offset 15:0, selector 0x10, IST 0, type 0xE, DPL, present. */
     e[0] = a & 0xff; e[1] = (a >> 8) & 0xff;
     e[2] = 0x10; e[3] = 0;
     e[4] = 0; e[5] = 0x8e;

@@ -30,8 +30,10 @@ static inline void outl(u16 port, u32 v) { __asm__ volatile("outl %0, %1" : : "a
 static inline u8 inb(u16 port) { u8 v; __asm__ volatile("inb %1, %0" : "=a"(v) : "Nd"(port)); return v; }
 static inline u32 inl(u16 port) { u32 v; __asm__ volatile("inl %1, %0" : "=a"(v) : "Nd"(port)); return v; }
 static inline void pause(void) { __asm__ volatile("pause"); }
-static inline void sti(void) { __asm__ volatile("sti"); }
-static inline void cli(void) { __asm__ volatile("cli"); }
+/* sti/cli/hlt: only for guests that stay at CPL0 (PVM faults a CPL3 sti even with IOPL=3). */
+static inline void sti(void) { __asm__ volatile("sti" ::: "memory"); }
+static inline void cli(void) { __asm__ volatile("cli" ::: "memory"); }
+static inline void hlt(void) { __asm__ volatile("hlt" ::: "memory"); }
 
 #define MMIO_ACCESSORS(bits, type) \
     static inline type mmio_read##bits(u64 a) { return *(volatile type *)a; } \
@@ -54,6 +56,7 @@ void unlock(volatile u32 *l);
 int guest_main(u64 cpu, struct boot_info *info);
 
 extern volatile u64 irq_counts[256];
+extern volatile u32 cpuid_apic_ids[];
 extern void vector_timer(void), vector_uart(void);
 
 #endif

@@ -1,4 +1,4 @@
-/* Every vCPU reports its index, its CPUID initial APIC id and its LAPIC id; the last one to
+/* Every vCPU reports its index, its CPUID initial APIC id and its in-kernel LAPIC's id; the last one to
  * report checks that every id matched and powers off (or exits 7). */
 #include "guest.h"
 
@@ -6,14 +6,8 @@ static volatile u32 print_lock;
 static volatile u32 reported;
 static volatile u32 mismatches;
 
-static inline u32 cpuid_apic_id(void) {
-    u32 eax = 1, ebx, ecx = 0, edx;
-    __asm__ volatile("cpuid" : "+a"(eax), "=b"(ebx), "+c"(ecx), "=d"(edx));
-    return ebx >> 24;
-}
-
 int guest_main(u64 cpu, struct boot_info *info) {
-    u32 cpuid_id = cpuid_apic_id();
+    u32 cpuid_id = cpuid_apic_ids[cpu]; /* read at CPL0 by start.S */
     u32 lapic_id = mmio_read32(LAPIC + 0x20) >> 24;
     lock(&print_lock);
     puts("cpu ");

@@ -4,16 +4,21 @@
  * (docs in packages/axvm/src/axvm/machines/x86/layout.py and bootinfo.py).
  *
  * On PVM (software nested KVM) CPL0 code is emulated at ~1 us per instruction and some
- * instructions are not emulated, so this file does the least possible at CPL0: load an IDT,
- * give this vCPU its own TSS (a stack for interrupts arriving at CPL3), and IRETQ to CPL3 with
- * IOPL=3 so C code can do port I/O and cli/sti natively. Only absolute addressing is used at CPL0
- * (a RIP-relative LEA with a negative displacement was seen mis-emulated).
+ * instructions are not emulated, so this file does the least possible at CPL0: read this vCPU's
+ * CPUID APIC id (CPUID at CPL3 is not intercepted on PVM and shows the host's), load an IDT,
+ * give this vCPU its own TSS (a stack for interrupts arriving at CPL3, and an all-zero I/O
+ * permission bitmap: on PVM, IOPL=3 alone does not let CPL3 reach the ports), and IRETQ to CPL3
+ * with IOPL=3 so C code can do port I/O and cli/sti natively. Only absolute addressing is used
+ * at CPL0 (a RIP-relative LEA with a negative displacement was seen mis-emulated).
  */
     .set USER_CS, 0x2b
     .set USER_DS, 0x23
     .set KERNEL_DS, 0x18
     .set RFLAGS_IOPL3, 0x3002
     .set MAX_CPUS, 16
+    .set TSS_SIZE, 0x2100                /* 0x68 TSS + 8 KiB I/O bitmap + the 0xff terminator */
+    .set IO_BITMAP, 0x68
+    .set TSS_LIMIT, 0x2068
 
     .section .text.start, "ax"
     .globl _start
@@ -22,16 +27,24 @@ _start:
     mov %rdi, %r12                      /* vCPU index */
     mov %rsi, %r13                      /* boot info */
 
-    /* This vCPU's TSS: copy of the template with RSP0 = its own interrupt stack. */
+    /* CPUID leaf 1 EBX[31:24]: the initial APIC id KVM gives this vCPU. */
+    mov $1, %eax
+    xor %ecx, %ecx
+    cpuid
+    shr $24, %ebx
+    mov %ebx, cpuid_apic_ids(,%r12,4)
+
+    /* This vCPU's TSS: RSP0 = its own interrupt stack, an I/O bitmap allowing every port. */
     mov %r12, %rax
-    imul $128, %rax, %rbx
-    add $tss_area, %rbx                 /* rbx = this vCPU's TSS (128 bytes each) */
+    imul $TSS_SIZE, %rax, %rbx
+    add $tss_area, %rbx                 /* rbx = this vCPU's TSS */
     mov %r12, %rax
     inc %rax
     shl $12, %rax
     add $irq_stacks, %rax
     mov %rax, 4(%rbx)                   /* RSP0 */
-    movw $0x68, 0x66(%rbx)              /* I/O map base past the limit: no bitmap */
+    movw $IO_BITMAP, 0x66(%rbx)         /* the bitmap (zeroed .bss: all ports allowed) follows */
+    movb $0xff, TSS_LIMIT(%rbx)         /* the byte after the bitmap must be all ones */
 
     /* Its TSS descriptor in this vCPU's GDT copy (the VMM's GDT is shared by every vCPU). */
     mov %r12, %rax
@@ -59,7 +72,7 @@ _start:
     and $0xff, %rdx
     shl $56, %rdx
     or %rdx, %rax
-    mov $0x0000890000000067, %rdx       /* present, type 9 (available 64-bit TSS), limit 0x67 */
+    mov $0x0000890000002068, %rdx       /* present, type 9 (available 64-bit TSS), limit 0x2068 */
     or %rdx, %rax
     mov %rax, 0x30(%rdi)
     mov %rbx, %rax
@@ -76,6 +89,11 @@ _start:
     ltr %ax
     lidt idtr
 
+    /* A guest that defines stay_at_cpl0 = 1 (the interrupt test: on PVM, CPL3 code cannot sti, and
+     * interrupts would need a return to CPL0) runs its C code here, emulated but complete. */
+    cmpb $0, stay_at_cpl0
+    jne user_entry
+
     /* CPL3 with IOPL=3: push SS, RSP, RFLAGS, CS, RIP and IRETQ. */
     mov %r12, %rax
     inc %rax
@@ -89,9 +107,6 @@ _start:
     iretq
 
 user_entry:
-    mov $USER_DS, %ax
-    mov %ax, %ds
-    mov %ax, %es
     call install_exception_handlers
     mov %r12, %rdi
     mov %r13, %rsi
@@ -123,7 +138,8 @@ exception_common:
     .globl vector_timer
 vector_timer:                            /* LAPIC timer, vector 0x40 */
     push %rax
-    lock incq irq_counts + 0x40 * 8
+    mov $irq_counts, %eax                /* a register base: PVM's emulator is kinder to it */
+    incq 0x40 * 8(%rax)                  /* one vCPU takes interrupts here: no lock needed */
     mov $0xfee000b0, %eax                /* LAPIC EOI (a 32-bit absolute would sign-extend) */
     movl $0, (%rax)
     pop %rax
@@ -133,7 +149,8 @@ vector_timer:                            /* LAPIC timer, vector 0x40 */
 vector_uart:                             /* COM1 through the IOAPIC, vector 0x41 */
     push %rax
     push %rdx
-    lock incq irq_counts + 0x41 * 8
+    mov $irq_counts, %eax
+    incq 0x41 * 8(%rax)
     mov $0x3fa, %dx
     in %dx, %al                          /* reading IIR acknowledges THRE */
     mov $0xfee000b0, %eax
@@ -143,6 +160,8 @@ vector_uart:                             /* COM1 through the IOAPIC, vector 0x41
     iretq
 
     .section .data
+    .weak stay_at_cpl0
+stay_at_cpl0: .byte 0
     .balign 8
 gdt_template:
     .quad 0
@@ -166,7 +185,10 @@ idt:        .skip 256 * 16
 irq_counts: .skip 256 * 8
 gdt_area:   .skip 64 * MAX_CPUS
 gdtr_area:  .skip 16 * MAX_CPUS
-tss_area:   .skip 128 * MAX_CPUS
+    .globl cpuid_apic_ids
+cpuid_apic_ids: .skip 4 * MAX_CPUS
+    .balign 16
+tss_area:   .skip TSS_SIZE * MAX_CPUS
     .balign 4096
 irq_stacks: .skip 4096 * MAX_CPUS
 user_stacks: .skip 16384 * MAX_CPUS

@@ -188,8 +188,8 @@ class AxVM:
         self._transition(VMState.STOPPING)
         for vcpu in self.vcpus:
             vcpu.arch.close()
+        self.addrspace.clear()  # unmaps from the backend's stage-2, so before the backend closes
         self.backend.close()
-        self.addrspace.clear()
         self._transition(VMState.STOPPED)
 
     # -- running --------------------------------------------------------------------------

@@ -1,0 +1,57 @@
+"""``KvmX86Backend``: what a VM needs from KVM, as one object (axvm's VmBackend, structurally).
+
+It owns /dev/kvm and one KVM VM; the VM is the stage-2 mapper, makes the vCPUs and the
+interrupt lines. It imports neither axvm nor axdevice: they only need its shape.
+"""
+
+from __future__ import annotations
+
+from .kick import install_kick_signal
+from .system import Kvm
+from .vcpu import KvmVCpu
+from .vm import KvmIrqLine, KvmVm
+
+
+class KvmX86Backend:
+    """One x86_64 KVM VM with (by default) the in-kernel PIC/IOAPIC/LAPIC and PIT."""
+
+    name = "kvm"
+
+    def __init__(self, irqchip: bool = True) -> None:
+        install_kick_signal()  # now, so the first kick never races the installation
+        self._kvm = Kvm()
+        try:
+            self._vm = KvmVm(self._kvm, irqchip=irqchip, pit=irqchip)
+        except BaseException:
+            self._kvm.close()
+            raise
+
+    @property
+    def stage2(self) -> KvmVm:
+        return self._vm
+
+    @property
+    def vm(self) -> KvmVm:
+        return self._vm
+
+    @property
+    def kind(self) -> str:
+        """"hardware (vmx)", "hardware (svm)", "pvm (software nested virtualization)" or "unknown"."""
+        return self._kvm.kind
+
+    def create_vcpu(self, vcpu_id: int) -> KvmVCpu:
+        return self._vm.create_vcpu(vcpu_id)
+
+    def irq_line(self, irq: int) -> KvmIrqLine:
+        return self._vm.irq_line(irq)
+
+    def close(self) -> None:
+        """Close the vCPUs, the VM and /dev/kvm (guest RAM belongs to the caller)."""
+        self._vm.close()
+        self._kvm.close()
+
+    def __enter__(self) -> KvmX86Backend:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
