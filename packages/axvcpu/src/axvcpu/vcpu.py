@@ -52,16 +52,20 @@ class VCpu:
         self._transition(VCpuState.FREE)
 
     def run(self) -> AxVCpuExitReason:
-        """Enter the guest once; Ready -> Running -> Ready around the backend's run()."""
+        """Enter the guest once; Ready -> Running -> Ready around the backend's run().
+
+        This is the hot path of every exit, and only the vCPU's own thread runs it, so the state
+        is checked and set without the lock the other transitions take.
+        """
         if self._read_pending:
             raise PendingReadError(f"vCPU {self.id}: answer the pending read with complete_read() first")
-        self._transition(VCpuState.RUNNING)
+        if self._state is not VCpuState.READY:
+            check_transition(self.id, self._state, VCpuState.RUNNING)
+        self._state = VCpuState.RUNNING
         try:
             exit_reason = self.arch.run()
-        except BaseException:
-            self._transition(VCpuState.READY)
-            raise
-        self._transition(VCpuState.READY)
+        finally:
+            self._state = VCpuState.READY
         self._read_pending = isinstance(exit_reason, READ_EXITS)
         return exit_reason
 

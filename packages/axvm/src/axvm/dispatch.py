@@ -8,7 +8,9 @@ it: hand it an exit and the buses.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from axaddrspace import AccessWidth, AddrSpace
 from axdevice import MmioBus, PortBus, SysRegBus
@@ -55,33 +57,62 @@ def sign_extend(value: int, bits: int, to_bits: int) -> int:
     return value & ((1 << to_bits) - 1)
 
 
+def _mmio_read(exit_reason: MmioRead, buses: DeviceBuses, addrspace: AddrSpace | None) -> Handled:
+    value = buses.mmio.read(exit_reason.addr, exit_reason.width)
+    if exit_reason.signed:
+        value = sign_extend(value, exit_reason.width.bits, exit_reason.reg_width.bits)
+    return Handled(value)
+
+
+def _mmio_write(exit_reason: MmioWrite, buses: DeviceBuses, addrspace: AddrSpace | None) -> Handled:
+    buses.mmio.write(exit_reason.addr, exit_reason.width, exit_reason.data)
+    return HANDLED
+
+
+def _io_read(exit_reason: IoRead, buses: DeviceBuses, addrspace: AddrSpace | None) -> Handled:
+    return Handled(buses.port.read(exit_reason.port, exit_reason.width))
+
+
+def _io_write(exit_reason: IoWrite, buses: DeviceBuses, addrspace: AddrSpace | None) -> Handled:
+    buses.port.write(exit_reason.port, exit_reason.width, exit_reason.data)
+    return HANDLED
+
+
+def _sysreg_read(exit_reason: SysRegRead, buses: DeviceBuses, addrspace: AddrSpace | None) -> Handled:
+    return Handled(buses.sysreg.read(exit_reason.addr, SYSREG_WIDTH))
+
+
+def _sysreg_write(exit_reason: SysRegWrite, buses: DeviceBuses, addrspace: AddrSpace | None) -> Handled:
+    buses.sysreg.write(exit_reason.addr, SYSREG_WIDTH, exit_reason.value)
+    return HANDLED
+
+
+def _page_fault(exit_reason: NestedPageFault, buses: DeviceBuses, addrspace: AddrSpace | None) -> Handled | None:
+    if addrspace is not None and addrspace.handle_page_fault(exit_reason.addr, exit_reason.access_flags):
+        return HANDLED
+    return None
+
+
+def _nothing(exit_reason: Nothing, buses: DeviceBuses, addrspace: AddrSpace | None) -> Handled:
+    return HANDLED
+
+
+_HANDLERS: dict[type, Callable[[Any, DeviceBuses, AddrSpace | None], Handled | None]] = {
+    IoWrite: _io_write,
+    IoRead: _io_read,
+    MmioWrite: _mmio_write,
+    MmioRead: _mmio_read,
+    SysRegRead: _sysreg_read,
+    SysRegWrite: _sysreg_write,
+    NestedPageFault: _page_fault,
+    Nothing: _nothing,
+}
+"""One handler per exit type the VM deals with itself: a dict lookup per exit, not a chain of
+isinstance checks, since this runs on every exit."""
+
+
 def handle_exit(exit_reason: AxVCpuExitReason, buses: DeviceBuses,
                 addrspace: AddrSpace | None = None) -> Handled | None:
     """Handle ``exit_reason`` if it is the VM's business; None hands it to the caller."""
-    match exit_reason:
-        case MmioRead(addr=addr, width=width, reg_width=reg_width, signed=signed):
-            value = buses.mmio.read(addr, width)
-            if signed:
-                value = sign_extend(value, width.bits, reg_width.bits)
-            return Handled(value)
-        case MmioWrite(addr=addr, width=width, data=data):
-            buses.mmio.write(addr, width, data)
-            return HANDLED
-        case IoRead(port=port, width=width):
-            return Handled(buses.port.read(port, width))
-        case IoWrite(port=port, width=width, data=data):
-            buses.port.write(port, width, data)
-            return HANDLED
-        case SysRegRead(addr=addr):
-            return Handled(buses.sysreg.read(addr, SYSREG_WIDTH))
-        case SysRegWrite(addr=addr, value=value):
-            buses.sysreg.write(addr, SYSREG_WIDTH, value)
-            return HANDLED
-        case NestedPageFault(addr=addr, access_flags=access):
-            if addrspace is not None and addrspace.handle_page_fault(addr, access):
-                return HANDLED
-            return None
-        case Nothing():
-            return HANDLED
-        case _:
-            return None
+    handler = _HANDLERS.get(type(exit_reason))
+    return None if handler is None else handler(exit_reason, buses, addrspace)
