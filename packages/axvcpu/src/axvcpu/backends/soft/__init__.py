@@ -1,0 +1,36 @@
+"""The soft backend: riscv64 guests on the unicorn engine, one engine per hart, one shared RAM."""
+
+from .backend import DEFAULT_SLICE_INSTRUCTIONS, MTIME_HZ, MmioHandler, SoftRiscvBackend, TurnLock, page_windows
+from .riscv64 import RiscvSoftVCpu
+from .riscv_irq import (
+    IRQ_MEIP,
+    IRQ_MSIP,
+    IRQ_MTIP,
+    IRQ_SEIP,
+    IRQ_SSIP,
+    IRQ_STIP,
+    HartInterrupts,
+    HartLine,
+)
+from .riscv_regs import HartIdError
+from .stage2 import SoftStage2
+
+__all__ = [
+    "DEFAULT_SLICE_INSTRUCTIONS",
+    "IRQ_MEIP",
+    "IRQ_MSIP",
+    "IRQ_MTIP",
+    "IRQ_SEIP",
+    "IRQ_SSIP",
+    "IRQ_STIP",
+    "MTIME_HZ",
+    "HartIdError",
+    "HartInterrupts",
+    "HartLine",
+    "MmioHandler",
+    "RiscvSoftVCpu",
+    "SoftRiscvBackend",
+    "SoftStage2",
+    "TurnLock",
+    "page_windows",
+]

@@ -1,0 +1,189 @@
+"""``SoftRiscvBackend``: the unicorn software CPU for riscv64 guests, one engine per hart.
+
+It is what a VM needs from an execution backend (axvm's ``VmBackend``, satisfied
+structurally): a stage-2 mapper, vCPUs, and the wires devices drive. On riscv the interrupt
+controllers are devices (the CLINT and the PLIC in axdevice), so instead of numbered IRQ lines
+the backend offers ``hart_line(hart, bit)`` for MIP bits, ``set_mtimecmp`` for the CLINT's
+timer compare registers and ``mtime()`` as the one clock every hart and the CLINT read.
+
+Harts take turns. Unicorn generates LR/SC and AMOs as plain loads and stores unless it runs
+"parallel" code, which it never does, so two engines running at once on shared RAM would
+break the guest's atomics (spinlocks, reference counts). By default one hart runs a slice at a
+time, in FIFO order (``TurnLock``); ``parallel=True`` lets them run at once, for guests that
+do not share memory between harts, or for measurements.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterable
+from typing import Protocol
+
+from axaddrspace import PAGE_SIZE, AccessWidth
+
+from .riscv64 import RiscvSoftVCpu
+from .riscv_irq import MIP_BITS, HartInterrupts, HartLine
+from .stage2 import SoftStage2
+
+DEFAULT_SLICE_INSTRUCTIONS = 100_000
+"""Guest instructions per run(): about 1 ms of guest time; bounds the latency of M-level
+interrupts and timer checks (both happen between slices) against ~20 us of Python per slice."""
+
+MTIME_HZ = 10_000_000
+_NS_PER_TICK = 1_000_000_000 // MTIME_HZ
+
+
+class MmioHandler(Protocol):
+    """What serves MMIO windows inline (axdevice's MmioBus satisfies it)."""
+
+    def read(self, addr: int, width: AccessWidth) -> int: ...
+
+    def write(self, addr: int, width: AccessWidth, value: int) -> None: ...
+
+
+class TurnLock:
+    """A FIFO lock: harts waiting to run a slice get it in the order they asked."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition(threading.Lock())
+        self._next_ticket = 0
+        self._serving = 0
+
+    def acquire(self) -> None:
+        with self._cond:
+            ticket = self._next_ticket
+            self._next_ticket += 1
+            while self._serving != ticket:
+                self._cond.wait()
+
+    def release(self) -> None:
+        with self._cond:
+            self._serving += 1
+            self._cond.notify_all()
+
+
+def page_windows(ranges: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Device windows widened to whole pages (unicorn maps pages) and merged where they meet."""
+    spans = []
+    for start, size in ranges:
+        if size <= 0 or start < 0:
+            raise ValueError(f"MMIO window ({start:#x}, {size:#x}) is empty or negative")
+        first = start - start % PAGE_SIZE
+        end = -(-(start + size) // PAGE_SIZE) * PAGE_SIZE
+        spans.append((first, end))
+    merged: list[tuple[int, int]] = []
+    for first, end in sorted(spans):
+        if merged and first <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], end))
+        else:
+            merged.append((first, end))
+    return [(first, end - first) for first, end in merged]
+
+
+class SoftRiscvBackend:
+    """riscv64 harts on unicorn engines that share one guest RAM."""
+
+    name = "soft"
+
+    def __init__(
+        self,
+        num_harts: int,
+        *,
+        slice_instructions: int = DEFAULT_SLICE_INSTRUCTIONS,
+        mmio_exits: bool = False,
+        parallel: bool = False,
+    ) -> None:
+        """``mmio_exits``: with no MMIO handler set, an access that hits neither RAM nor a device
+        window comes back from ``run()`` as ``MmioRead``/``MmioWrite`` (as on KVM) instead of
+        an access fault in the guest."""
+        if num_harts < 1:
+            raise ValueError(f"a soft riscv64 VM needs at least one hart, not {num_harts}")
+        if slice_instructions < 1:
+            raise ValueError(f"slice_instructions must be positive, not {slice_instructions}")
+        self.num_harts = num_harts
+        self.slice_instructions = slice_instructions
+        self.mmio_exits = mmio_exits
+        self.turns = TurnLock() if num_harts > 1 and not parallel else None
+        self._t0_ns = time.monotonic_ns()
+        self._stage2 = SoftStage2()
+        self._irqs = [HartInterrupts(self.mtime, self._mtime_deadline) for _ in range(num_harts)]
+        self._lines: dict[tuple[int, int], HartLine] = {}
+        self._lines_lock = threading.Lock()  # not _lock: device handlers may ask for lines mid-slice
+        self._vcpus: dict[int, RiscvSoftVCpu] = {}
+        self._windows: list[tuple[int, int]] = []
+        self.mmio_handler: MmioHandler | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def stage2(self) -> SoftStage2:
+        return self._stage2
+
+    def create_vcpu(self, vcpu_id: int) -> RiscvSoftVCpu:
+        """Hart ``vcpu_id`` (mhartid reads it), on a new engine with every RAM mapping so far."""
+        self._check_hart(vcpu_id)
+        with self._lock:
+            if vcpu_id in self._vcpus:
+                raise ValueError(f"hart {vcpu_id} already has a vCPU")
+            vcpu = RiscvSoftVCpu(self, vcpu_id, self._irqs[vcpu_id], self.slice_instructions)
+            try:
+                self._stage2.attach(vcpu)
+                vcpu.set_mmio_windows(self._windows)
+            except BaseException:
+                vcpu.close()
+                raise
+            self._vcpus[vcpu_id] = vcpu
+            return vcpu
+
+    def vcpu(self, hart: int) -> RiscvSoftVCpu:
+        return self._vcpus[hart]
+
+    def irq_line(self, irq: int) -> object:
+        raise NotImplementedError(
+            f"riscv guests have no numbered IRQ line {irq}: device interrupts go through the PLIC, "
+            "which drives MEIP/SEIP with hart_line(hart, bit)"
+        )
+
+    def set_mmio_handler(self, ranges: list[tuple[int, int]], handler: MmioHandler) -> None:
+        """Serve ``(start, size)`` device windows inline with ``handler`` on every hart."""
+        windows = page_windows(ranges)
+        with self._lock:
+            self.mmio_handler = handler
+            self._windows = windows
+            for vcpu in self._vcpus.values():
+                vcpu.set_mmio_windows(windows)
+
+    def hart_line(self, hart: int, bit: int) -> HartLine:
+        """The line driving MIP bit ``bit`` (1 SSIP, 3 MSIP, 5 STIP, 7 MTIP, 9 SEIP, 11 MEIP) of ``hart``."""
+        self._check_hart(hart)
+        if bit not in MIP_BITS:
+            raise ValueError(f"MIP bit {bit} is not an interrupt line; use one of {sorted(MIP_BITS)}")
+        with self._lines_lock:
+            return self._lines.setdefault((hart, bit), HartLine(self._irqs[hart], bit, hart))
+
+    def set_mtimecmp(self, hart: int, value: int) -> None:
+        """Hart ``hart`` takes MTIP while mtime() >= ``value`` (checked between slices and in wfi)."""
+        self._check_hart(hart)
+        self._irqs[hart].set_mtimecmp(value)
+
+    def mtime(self) -> int:
+        """Ticks of the 10 MHz machine timer since the backend was made; rdtime reads it."""
+        return (time.monotonic_ns() - self._t0_ns) // _NS_PER_TICK
+
+    def _mtime_deadline(self, ticks: int) -> float:
+        """The time.monotonic() value at which mtime() reaches ``ticks``."""
+        return (self._t0_ns + ticks * _NS_PER_TICK) / 1e9 + 1e-6
+
+    def close(self) -> None:
+        with self._lock:
+            vcpus = list(self._vcpus.values())
+            self._vcpus.clear()
+        for vcpu in vcpus:
+            vcpu.close()
+
+    def _check_hart(self, hart: int) -> None:
+        if not 0 <= hart < self.num_harts:
+            raise ValueError(f"hart {hart} does not exist (this VM has harts 0..{self.num_harts - 1})")
+
+    def __repr__(self) -> str:
+        return f"SoftRiscvBackend(harts={self.num_harts}, slice={self.slice_instructions})"

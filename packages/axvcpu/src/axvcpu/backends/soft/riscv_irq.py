@@ -1,0 +1,166 @@
+"""Interrupt sources of one hart: MIP lines driven from any thread, the machine timer, waiting.
+
+Theory of operation (privileged spec 3.1.9 "mip and mie", 3.1.6.1 "Privilege and Global
+Interrupt-Enable Stack"). Devices drive MIP bits through ``HartLine`` objects: the CLINT drives
+MSIP, the PLIC MEIP (context 2h) and SEIP (context 2h+1). They may do so from any thread (the
+CLINT on another hart's thread for an IPI, a device on an I/O thread), and unicorn's engine may
+only be touched by its own thread, so a line only records its level here under a lock and wakes
+a waiting hart. The hart's thread applies the record between slices (``take``):
+
+- S-level bits (SSIP, STIP, SEIP) go into unicorn's MIP, which delivers them itself; only bits
+  whose line changed are written, so a bit the guest set or cleared in mip keeps its value
+  until the device changes its line again.
+- M-level bits (MSIP, MTIP, MEIP) written to unicorn's MIP are dropped by the engine, so they
+  live here and the vCPU enters them by hand; MTIP is not a line but ``mtime >= mtimecmp``.
+
+``pulse()`` is for edge sources: an S bit is set in MIP once (the guest clears it, as it does
+SSIP); an M bit stays pending until the hart takes that interrupt.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+
+IRQ_SSIP = 1
+IRQ_MSIP = 3
+IRQ_STIP = 5
+IRQ_MTIP = 7
+IRQ_SEIP = 9
+IRQ_MEIP = 11
+
+MIP_BITS = {IRQ_SSIP, IRQ_MSIP, IRQ_STIP, IRQ_MTIP, IRQ_SEIP, IRQ_MEIP}
+M_LEVEL_MASK = (1 << IRQ_MSIP) | (1 << IRQ_MTIP) | (1 << IRQ_MEIP)
+S_LEVEL_MASK = (1 << IRQ_SSIP) | (1 << IRQ_STIP) | (1 << IRQ_SEIP)
+
+PRIORITY = (IRQ_MEIP, IRQ_MSIP, IRQ_MTIP, IRQ_SEIP, IRQ_SSIP, IRQ_STIP)
+"""Highest first: the privileged spec's order for simultaneous interrupts (3.1.9)."""
+
+MTIMECMP_RESET = (1 << 64) - 1
+
+
+def highest(pending: int) -> int | None:
+    """The interrupt number to take first among the set bits of ``pending``."""
+    for irq in PRIORITY:
+        if pending >> irq & 1:
+            return irq
+    return None
+
+
+class HartInterrupts:
+    """Lines, latched pulses and mtimecmp of one hart; written by anyone, applied by the hart."""
+
+    def __init__(self, mtime: Callable[[], int], mtime_deadline: Callable[[int], float]) -> None:
+        self._mtime = mtime
+        self._deadline_of = mtime_deadline  # mtime value -> time.monotonic() at which it is reached
+        self._cond = threading.Condition(threading.Lock())
+        self._levels = 0
+        self._changed = 0
+        self._pulses = 0
+        self._latched_m = 0
+        self._mtimecmp = MTIMECMP_RESET
+        self._kicked = False
+        self.on_own_thread: Callable[[int, bool], bool] | None = None
+        """Set by the vCPU: applies an S-bit change at once when called on its own thread."""
+
+    # -- any thread -------------------------------------------------------------------------
+
+    def set_line(self, irq: int, level: bool) -> None:
+        bit = 1 << irq
+        hook = self.on_own_thread
+        with self._cond:
+            if bool(self._levels & bit) == level:
+                return
+            self._levels = self._levels | bit if level else self._levels & ~bit
+            applied = hook is not None and bit & S_LEVEL_MASK and hook(irq, level)
+            if not applied:
+                self._changed |= bit
+            self._cond.notify_all()
+
+    def pulse_line(self, irq: int) -> None:
+        with self._cond:
+            self._pulses |= 1 << irq
+            self._cond.notify_all()
+
+    def set_mtimecmp(self, value: int) -> None:
+        with self._cond:
+            self._mtimecmp = value & MTIMECMP_RESET
+            self._cond.notify_all()
+
+    def kick(self) -> None:
+        """Make a hart blocked in ``wait`` return now (the VM wants it to look at a request)."""
+        with self._cond:
+            self._kicked = True
+            self._cond.notify_all()
+
+    @property
+    def mtimecmp(self) -> int:
+        return self._mtimecmp
+
+    # -- the hart's thread ------------------------------------------------------------------------
+
+    def take(self) -> tuple[int, int, int, int]:
+        """(S bits to set, S bits to clear) in unicorn's MIP, the M-level bits pending now, and
+        the lines that rose since the last ``take`` (an IPI arriving shows as MSIP here)."""
+        with self._cond:
+            levels, changed, pulses = self._levels, self._changed, self._pulses
+            self._changed = 0
+            self._pulses = 0
+            self._latched_m |= pulses & M_LEVEL_MASK
+            m_pending = (levels & M_LEVEL_MASK) | self._latched_m
+            mtimecmp = self._mtimecmp
+        if mtimecmp != MTIMECMP_RESET and self._mtime() >= mtimecmp:
+            m_pending |= 1 << IRQ_MTIP
+        rose = (changed & levels) | pulses
+        return rose & S_LEVEL_MASK, changed & ~levels & S_LEVEL_MASK, m_pending, rose
+
+    def taken(self, irq: int) -> None:
+        """The hart entered interrupt ``irq``: a latched pulse of it is consumed."""
+        with self._cond:
+            self._latched_m &= ~(1 << irq)
+
+    def wait(self, timeout: float, mie: int, native_mip: int) -> None:
+        """Block until an interrupt enabled in ``mie`` is pending, a kick, or ``timeout`` seconds.
+
+        ``native_mip`` is what unicorn's MIP held when the hart halted. A line change that
+        enables nothing, or a new mtimecmp still in the future, re-arms the wait; the wait for a
+        future mtimecmp sleeps until exactly its deadline.
+        """
+        give_up = time.monotonic() + max(timeout, 0.0)
+        with self._cond:
+            while True:
+                if self._kicked:
+                    self._kicked = False
+                    return
+                pending = native_mip | self._levels | self._pulses | self._latched_m
+                timer_armed = mie >> IRQ_MTIP & 1 and self._mtimecmp != MTIMECMP_RESET
+                if timer_armed and self._mtime() >= self._mtimecmp:
+                    pending |= 1 << IRQ_MTIP
+                if pending & mie:
+                    return
+                now = time.monotonic()
+                if now >= give_up:
+                    return
+                until = give_up
+                if timer_armed:
+                    until = min(until, self._deadline_of(self._mtimecmp))
+                self._cond.wait(max(until - now, 0.0))
+
+
+class HartLine:
+    """One MIP bit of one hart, as an interrupt line (``set_level``/``pulse``)."""
+
+    def __init__(self, irqs: HartInterrupts, irq: int, hart: int) -> None:
+        self._irqs = irqs
+        self.irq = irq
+        self.hart = hart
+
+    def set_level(self, level: bool) -> None:
+        self._irqs.set_line(self.irq, bool(level))
+
+    def pulse(self) -> None:
+        self._irqs.pulse_line(self.irq)
+
+    def __repr__(self) -> str:
+        return f"HartLine(hart={self.hart}, mip_bit={self.irq})"

@@ -1,0 +1,118 @@
+"""The soft backend's stage-2: one guest RAM, mapped into every unicorn engine.
+
+Each vCPU has its own engine, and every engine maps the same host memory with
+``mem_map_ptr``, so all harts share one RAM with no copying. ``SoftStage2`` records the
+mappings (the record is axaddrspace's ``InMemoryStage2``, which rejects overlaps), enters each
+one into every engine attached now and into every engine attached later, and keeps the
+``PhysMem`` view the backend's own page-table walks and instruction fetches read.
+
+An engine may only be changed while its vCPU is not inside a slice, so each engine is reached
+through its ``engine_lock`` (held by the vCPU for the length of a slice): ``map`` and
+``unmap`` wait at most one slice per vCPU. When ``unmap`` returns no engine maps the range any
+more, and the caller may free the host memory.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Protocol
+
+from unicorn import UC_PROT_EXEC, UC_PROT_READ, UC_PROT_WRITE, UcError
+
+from axaddrspace import (
+    PAGE_SIZE,
+    AddrSpaceError,
+    GuestPhysAddr,
+    HostVirtAddr,
+    InMemoryStage2,
+    MappingFlags,
+    Stage2Mapping,
+)
+
+from .riscv_mmu import PhysMem
+
+
+class RamEngine(Protocol):
+    """What SoftStage2 needs from a vCPU: enter and remove RAM in its engine, under its lock."""
+
+    def map_ram(self, gpa: int, size: int, host_addr: int, perms: int) -> None: ...
+
+    def unmap_ram(self, gpa: int, size: int) -> None: ...
+
+
+def unicorn_perms(flags: MappingFlags) -> int:
+    perms = 0
+    if flags & MappingFlags.READ:
+        perms |= UC_PROT_READ
+    if flags & MappingFlags.WRITE:
+        perms |= UC_PROT_WRITE
+    if flags & MappingFlags.EXECUTE:
+        perms |= UC_PROT_EXEC
+    return perms
+
+
+class SoftStage2:
+    """A Stage2Mapper whose every mapping reaches every attached unicorn engine."""
+
+    def __init__(self) -> None:
+        self._lock = threading.RLock()
+        self._record = InMemoryStage2()
+        self._engines: list[RamEngine] = []
+        self.phys = PhysMem()
+
+    def map(self, gpa: GuestPhysAddr, size: int, host_addr: HostVirtAddr, flags: MappingFlags) -> None:
+        """Map ``[gpa, gpa + size)`` onto host memory at ``host_addr`` in every engine."""
+        gpa, size, host_addr = int(gpa), int(size), int(host_addr)
+        if gpa % PAGE_SIZE or size % PAGE_SIZE or host_addr % PAGE_SIZE:
+            raise AddrSpaceError(
+                f"soft stage-2 mapping [{gpa:#x}, +{size:#x}) at host {host_addr:#x} is not {PAGE_SIZE}-byte aligned"
+            )
+        perms = unicorn_perms(MappingFlags(flags))
+        with self._lock:
+            self._record.map(GuestPhysAddr(gpa), size, HostVirtAddr(host_addr), MappingFlags(flags))
+            done: list[RamEngine] = []
+            try:
+                for engine in self._engines:
+                    engine.map_ram(gpa, size, host_addr, perms)
+                    done.append(engine)
+            except BaseException as err:
+                for engine in done:
+                    engine.unmap_ram(gpa, size)
+                self._record.unmap(GuestPhysAddr(gpa), size)
+                if isinstance(err, UcError):
+                    raise AddrSpaceError(
+                        f"unicorn cannot map RAM at [{gpa:#x}, +{size:#x}) (an MMIO window there?): {err}"
+                    ) from err
+                raise
+            self.phys.add(gpa, size, host_addr)
+
+    def unmap(self, gpa: GuestPhysAddr, size: int) -> None:
+        """Remove exactly a range mapped before from every engine; the host memory may then go."""
+        gpa, size = int(gpa), int(size)
+        with self._lock:
+            self._record.unmap(GuestPhysAddr(gpa), size)
+            # Our own reader first: every engine lock taken below is a barrier for it too.
+            self.phys.remove(gpa)
+            for engine in self._engines:
+                engine.unmap_ram(gpa, size)
+
+    @property
+    def mappings(self) -> tuple[Stage2Mapping, ...]:
+        return self._record.mappings
+
+    def lookup(self, gpa: int) -> Stage2Mapping | None:
+        return self._record.lookup(gpa)
+
+    # -- engines ------------------------------------------------------------------------------------
+
+    def attach(self, engine: RamEngine) -> None:
+        """Enter every current mapping into a new engine and keep it informed of later ones."""
+        with self._lock:
+            for mapping in self._record.mappings:
+                engine.map_ram(int(mapping.gpa), mapping.size, int(mapping.host_addr), unicorn_perms(mapping.flags))
+            self._engines.append(engine)
+
+    def detach(self, engine: RamEngine) -> None:
+        with self._lock:
+            if engine in self._engines:
+                self._engines.remove(engine)
