@@ -16,6 +16,21 @@ from .sifive_test import SifiveTest
 from .types import EmuDeviceType
 from .uart16550 import RX_FIFO_SIZE, Uart16550, UartState
 from .uart_devices import Uart16550Mmio, Uart16550Port
+from .virtio import (
+    BlockBackend,
+    DescriptorChain,
+    NetBackend,
+    QueueError,
+    RawFileBackend,
+    RecordingNetBackend,
+    SplitQueue,
+    VirtioBlk,
+    VirtioConsole,
+    VirtioDevice,
+    VirtioMmioTransport,
+    VirtioNet,
+    VirtioRng,
+)
 
 __all__ = [
     "AcpiPmControl",
@@ -49,4 +64,17 @@ __all__ = [
     "Plic",
     "PlicSource",
     "PlicState",
+    "BlockBackend",
+    "DescriptorChain",
+    "NetBackend",
+    "QueueError",
+    "RawFileBackend",
+    "RecordingNetBackend",
+    "SplitQueue",
+    "VirtioBlk",
+    "VirtioConsole",
+    "VirtioDevice",
+    "VirtioMmioTransport",
+    "VirtioNet",
+    "VirtioRng",
 ]

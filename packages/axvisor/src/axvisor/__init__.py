@@ -3,7 +3,7 @@
 from .backends import REGISTRY, BackendEntry, kvm_status, select_backend
 from .errors import USAGE_EXIT_STATUS, UserError
 from .loaders import image_list, load_guest, missing_images
-from .vmm import RunningVm, VmOutcome, build_vm, run_vms, summarise
+from .vmm import RunningVm, VmOutcome, VmSupervisor, build_vm, run_vms, start_vms, summarise
 
 __all__ = [
     "REGISTRY",
@@ -12,12 +12,14 @@ __all__ = [
     "RunningVm",
     "UserError",
     "VmOutcome",
+    "VmSupervisor",
     "build_vm",
     "image_list",
     "kvm_status",
     "load_guest",
     "missing_images",
     "run_vms",
+    "start_vms",
     "select_backend",
     "summarise",
 ]

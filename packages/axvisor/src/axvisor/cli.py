@@ -14,14 +14,14 @@ import sys
 import threading
 from collections.abc import Sequence
 
-from axvm import ConfigError, load_config
+from axvm import AxVM, AxVMCrateConfig, ConfigError, load_config
 
 from . import generate as generate_cmd
 from .backends import REGISTRY, kvm_status, select_backend
 from .console import ConsoleInput, pump_stdin, raw_terminal
 from .errors import USAGE_EXIT_STATUS, UserError
 from .loaders import missing_images
-from .vmm import build_vm, run_vms, summarise
+from .vmm import VmOutcome, build_vm, start_vms, summarise
 
 
 class _Parser(argparse.ArgumentParser):
@@ -93,11 +93,12 @@ def cmd_run(paths: Sequence[str]) -> int:
     for config in configs:
         for warning in config.warnings:
             print(f"warning: {warning}", file=sys.stderr)
-    entries = [select_backend(config) for config in configs]
+    for config in configs:
+        select_backend(config)  # every VM can run before any starts
     vms = []
     try:
-        for config, entry in zip(configs, entries, strict=True):
-            vms.append(build_vm(config, entry.factory(config), _console_sink))
+        for config in configs:
+            vms.append(_build(config))
     except BaseException:
         for vm in vms:
             vm.stop()
@@ -109,26 +110,31 @@ def cmd_run(paths: Sequence[str]) -> int:
     return summarise(outcomes)
 
 
-def run_with_console(vms: list) -> list:
+def _build(config: AxVMCrateConfig) -> AxVM:
+    return build_vm(config, select_backend(config).factory(config), _console_sink)
+
+
+def run_with_console(vms: list[AxVM]) -> list[VmOutcome]:
     """Run the VMs with the terminal's keystrokes going to the first VM's console."""
-    first = vms[0]
-    if not first.consoles:
-        return run_vms(vms)
-
-    def quit_all() -> None:
-        for vm in vms:
-            vm.shutdown(0)
-
+    supervisors = start_vms(vms, rebuild=_build)
+    first = supervisors[0]
     try:
         fd = sys.stdin.fileno()
     except (OSError, ValueError):  # no usable stdin (closed, or replaced by a test harness)
-        return run_vms(vms)
-    console = ConsoleInput(first.consoles[0], first.device_lock, quit_all, _console_sink)
+        fd = None
+    if fd is None or not first.vm.consoles:
+        return [supervisor.join() for supervisor in supervisors]
+
+    def quit_all() -> None:
+        for supervisor in supervisors:
+            supervisor.vm.shutdown(0)
+
+    console = ConsoleInput(lambda: (first.vm.consoles[0], first.vm.device_lock), quit_all, _console_sink)
     stop = threading.Event()
     with raw_terminal(fd):
         threading.Thread(target=pump_stdin, args=(console, stop, fd), daemon=True, name="console").start()
         try:
-            return run_vms(vms)
+            return [supervisor.join() for supervisor in supervisors]
         finally:
             stop.set()
 

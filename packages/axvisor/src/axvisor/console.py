@@ -24,13 +24,15 @@ RETRY_SECONDS = 0.005
 HELP = b"\r\n[axvisor] Ctrl-A x: quit   Ctrl-A Ctrl-A: send Ctrl-A   Ctrl-A h: this help\r\n"
 
 
+ConsoleTarget = Callable[[], tuple[Uart16550, threading.Lock]]
+"""The UART keystrokes go to and the lock of its VM, asked afresh each time (a reset VM is a new one)."""
+
+
 class ConsoleInput:
     """Feeds bytes to a UART under the VM's device lock; understands the escape sequences."""
 
-    def __init__(self, uart: Uart16550, lock: threading.Lock, on_quit: Callable[[], None],
-                 echo: Callable[[bytes], object]) -> None:
-        self.uart = uart
-        self.lock = lock
+    def __init__(self, target: ConsoleTarget, on_quit: Callable[[], None], echo: Callable[[bytes], object]) -> None:
+        self.target = target
         self.on_quit = on_quit
         self.echo = echo
         self.pending = bytearray()
@@ -56,8 +58,9 @@ class ConsoleInput:
     def flush(self) -> bool:
         """Push what the UART accepts now; True when nothing is left waiting."""
         if self.pending:
-            with self.lock:
-                accepted = self.uart.push_input(bytes(self.pending))
+            uart, lock = self.target()
+            with lock:
+                accepted = uart.push_input(bytes(self.pending))
             del self.pending[:accepted]
         return not self.pending
 

@@ -30,6 +30,7 @@ class VmOutcome:
     name: str
     exit_code: int
     reason: str
+    reset: bool = False
 
 
 class RunningVm:
@@ -108,7 +109,7 @@ class RunningVm:
         if self._failure is not None:
             outcome = VmOutcome(self.vm.name, 1, self._failure)
         elif request is not None and request.reset:
-            outcome = VmOutcome(self.vm.name, 0, "the guest asked for a reset")
+            outcome = VmOutcome(self.vm.name, 0, "the guest asked for a reset", reset=True)
         elif request is not None:
             outcome = VmOutcome(self.vm.name, request.exit_code, f"powered off with status {request.exit_code}")
         else:
@@ -130,20 +131,70 @@ def build_vm(config: AxVMCrateConfig, backend: VmBackend,
     return vm
 
 
-def run_vms(vms: list[AxVM], boot_vcpus: Callable[[AxVM], list[int]] | None = None) -> list[VmOutcome]:
+class VmSupervisor:
+    """Runs one VM until it ends for good: a guest reset rebuilds it from its config and boots
+    it again (a fresh VM, as a power cycle), anything else is its outcome."""
+
+    def __init__(self, vm: AxVM, rebuild: Callable[[AxVMCrateConfig], AxVM] | None = None,
+                 boot_vcpus: Callable[[AxVM], list[int]] | None = None) -> None:
+        self.vm = vm
+        self.outcome: VmOutcome | None = None
+        self.resets = 0
+        self._rebuild = rebuild
+        self._boot_vcpus = boot_vcpus
+        self._thread = threading.Thread(target=self._main, daemon=True, name=f"{vm.name}-supervisor")
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def join(self) -> VmOutcome:
+        self._thread.join()
+        assert self.outcome is not None
+        return self.outcome
+
+    def _main(self) -> None:
+        while True:
+            outcome = self._run_once(self.vm)
+            if not (outcome.reset and self._rebuild is not None):
+                self.outcome = outcome
+                return
+            try:
+                self.vm = self._rebuild(self.vm.config)
+            except Exception as error:  # a config or image that went away: this VM ends, others go on
+                self.outcome = VmOutcome(self.vm.name, 1, f"could not restart after a reset: {error}")
+                return
+            self.resets += 1
+
+    def _run_once(self, vm: AxVM) -> VmOutcome:
+        handle = RunningVm(vm)
+        try:
+            vm.boot()
+            for vcpu_id in (self._boot_vcpus(vm) if self._boot_vcpus else range(len(vm.vcpus))):
+                handle.start_vcpu(vcpu_id)
+        except Exception as error:
+            handle._fail(f"boot: {error}")
+        return handle.wait()
+
+
+def run_vms(vms: list[AxVM], boot_vcpus: Callable[[AxVM], list[int]] | None = None,
+            rebuild: Callable[[AxVMCrateConfig], AxVM] | None = None) -> list[VmOutcome]:
     """Boot every VM, run until all have ended, and return how each ended.
 
     Every vCPU gets its thread at once (``boot_vcpus`` narrows that): x86 application processors
     then wait inside KVM for their startup IPI and riscv harts park in firmware, as on hardware.
+    With ``rebuild``, a VM the guest resets is built again from its config and rebooted.
     """
-    running = []
-    for vm in vms:
-        vm.boot()
-        handle = RunningVm(vm)
-        for vcpu_id in (boot_vcpus(vm) if boot_vcpus else range(len(vm.vcpus))):
-            handle.start_vcpu(vcpu_id)
-        running.append(handle)
-    return [handle.wait() for handle in running]
+    supervisors = start_vms(vms, boot_vcpus, rebuild)
+    return [supervisor.join() for supervisor in supervisors]
+
+
+def start_vms(vms: list[AxVM], boot_vcpus: Callable[[AxVM], list[int]] | None = None,
+              rebuild: Callable[[AxVMCrateConfig], AxVM] | None = None) -> list[VmSupervisor]:
+    """Like run_vms, but returns the running supervisors (``supervisor.vm`` follows resets)."""
+    supervisors = [VmSupervisor(vm, rebuild, boot_vcpus) for vm in vms]
+    for supervisor in supervisors:
+        supervisor.start()
+    return supervisors
 
 
 def summarise(outcomes: list[VmOutcome]) -> int:

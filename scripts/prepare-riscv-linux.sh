@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# prepare-riscv-linux.sh: everything a riscv64 Linux guest boots from, in the axvisor cache:
+# OpenSBI, Debian's kernel and busybox (fetched), a busybox initramfs with the virtio modules and
+# an ext4 disk image (built). Runs without root; a step whose outputs are newer than its inputs
+# is skipped. `scripts/prepare-riscv-linux.sh --help` and scripts/README.md describe it.
+set -euo pipefail
+
+PROG=prepare-riscv-linux
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+CACHE=${AXVISOR_CACHE:-$HOME/.cache/axvisor}
+OUT=$CACHE/riscv64
+PYTHON=${PYTHON:-python3}
+FORCE=0
+REFETCH=()
+
+say() { printf '==> %s\n' "$*" >&2; }
+die() { printf '%s: %s\n' "$PROG" "$*" >&2; exit 2; }
+
+usage() {
+  cat <<'USAGE'
+usage: scripts/prepare-riscv-linux.sh [--force] [--refetch]
+
+Fetches opensbi, linux-image-riscv64 and busybox-static from Debian (fetch-debian-images.sh),
+then builds the initramfs (build-initramfs.py) and the disk image (build-disk-image.py), each
+only when missing or older than what it is built from. Prints the images' paths.
+
+  --force     rebuild the initramfs and the disk image
+  --refetch   download the Debian packages again
+
+environment:
+  AXVISOR_CACHE   cache directory (default ~/.cache/axvisor); images go to $AXVISOR_CACHE/riscv64
+  PYTHON          Python 3.11+ that runs the build scripts (default python3)
+USAGE
+}
+
+stale() {  # stale OUTPUT INPUT...: true when OUTPUT is missing, forced, or older than an input
+  local output=$1 input
+  shift
+  [ "$FORCE" = 1 ] && return 0
+  [ -f "$output" ] || return 0
+  for input in "$@"; do
+    [ "$input" -nt "$output" ] && return 0
+  done
+  return 1
+}
+
+main() {
+  while [ $# -gt 0 ]; do
+    case $1 in
+      --force) FORCE=1; shift ;;
+      --refetch) REFETCH=(--force); shift ;;
+      -h|--help) usage; exit 0 ;;
+      *) die "unknown argument $1 (see --help)" ;;
+    esac
+  done
+  "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null \
+    || die "$PYTHON is missing or older than 3.11 (set PYTHON)"
+  mkdir -p "$OUT" || die "cannot create $OUT (set AXVISOR_CACHE)"
+  # One preparation at a time per cache (parallel test runs share it).
+  if command -v flock >/dev/null; then
+    exec 9>"$OUT/.prepare.lock"
+    flock 9
+  fi
+
+  say "fetching the Debian packages into $OUT"
+  "$HERE/fetch-debian-images.sh" --arch riscv64 "${REFETCH[@]}" opensbi linux-image-riscv64 busybox-static >/dev/null \
+    || exit 2
+  local release
+  release=$(cat "$OUT/linux/version") || die "no $OUT/linux/version after fetching the kernel"
+
+  if stale "$OUT/initramfs.cpio.gz" "$OUT/linux/version" "$OUT/linux/.axvisor-version" "$OUT/busybox/busybox" \
+    "$HERE/build-initramfs.py" "$HERE/initramfs-init.sh" "$HERE"/guest_images/*.py; then
+    "$PYTHON" "$HERE/build-initramfs.py" --arch riscv64 --output "$OUT/initramfs.cpio.gz" >/dev/null || exit 2
+  else
+    say "initramfs up to date: $OUT/initramfs.cpio.gz"
+  fi
+
+  if stale "$OUT/disk.ext4" "$HERE/build-disk-image.py"; then
+    "$PYTHON" "$HERE/build-disk-image.py" --arch riscv64 --output "$OUT/disk.ext4" >/dev/null || exit 2
+  else
+    say "disk image up to date: $OUT/disk.ext4"
+  fi
+
+  printf 'kernel    %s (Linux %s)\n' "$OUT/linux/Image" "$release"
+  printf 'modules   %s\n' "$OUT/linux/modules/$release"
+  printf 'firmware  %s\n' "$OUT/opensbi/fw_jump.bin"
+  printf 'initramfs %s\n' "$OUT/initramfs.cpio.gz"
+  printf 'disk      %s\n' "$OUT/disk.ext4"
+}
+
+main "$@"

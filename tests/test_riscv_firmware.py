@@ -1,0 +1,90 @@
+"""Debian's OpenSBI and U-Boot on the riscv64 virt machine (software CPU), driven like a user
+at the console: banner, prompt, typed commands, reset and power-off."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pexpect
+import pytest
+
+ROOT = Path(__file__).parent.parent
+CONFIGS = ROOT / "configs" / "vms"
+PROMPT = "=> "
+
+
+@pytest.fixture(scope="module", autouse=True)
+def debian_firmware() -> None:
+    subprocess.run([str(ROOT / "scripts" / "fetch-debian-images.sh"), "opensbi", "u-boot-qemu"], check=True,
+                   timeout=1200)
+
+
+def spawn(config: Path) -> pexpect.spawn:
+    return pexpect.spawn(sys.executable, ["-m", "axvisor", "run", str(config)], cwd=str(ROOT), timeout=120,
+                         encoding="utf-8", codec_errors="replace")
+
+
+def stop_autoboot(child: pexpect.spawn) -> None:
+    child.expect("Hit any key to stop autoboot")
+    child.send(" ")
+    child.expect_exact(PROMPT)
+
+
+def test_opensbi_banner_lists_the_platform_devices() -> None:
+    child = spawn(CONFIGS / "opensbi-riscv64-virt-smp1.toml")
+    try:
+        child.expect("OpenSBI v")
+        child.expect(r"Platform Name\s+: riscv-virtio,qemu")
+        child.expect(r"Platform HART Count\s+: 1")
+        child.expect(r"Platform IPI Device\s+: aclint-mswi")
+        child.expect(r"Platform Timer Device\s+: aclint-mtimer @ 10000000Hz")
+        child.expect(r"Platform Console Device\s+: uart8250")
+        child.expect(r"Platform Shutdown Device\s+: syscon-poweroff")
+        child.expect(r"Boot HART Base ISA\s+: rv64imafdc")
+        child.send("\x01x")
+        child.expect(pexpect.EOF)
+    finally:
+        child.close(force=True)
+    assert child.exitstatus == 0
+
+
+@pytest.mark.parametrize("config,harts", [("uboot-riscv64-virt-smp1.toml", 1), ("uboot-riscv64-virt-smp4.toml", 4)])
+def test_uboot_runs_typed_commands_and_powers_off(config: str, harts: int) -> None:
+    child = spawn(CONFIGS / config)
+    try:
+        child.expect(rf"Platform HART Count\s+: {harts}")
+        stop_autoboot(child)
+        child.sendline("version")
+        child.expect(r"U-Boot 20\d\d\.\d\d")
+        child.expect_exact(PROMPT)
+        child.sendline("bdinfo")
+        child.expect(r"-> start\s+= 0x0*80000000")  # the configured RAM, as the device tree says
+        child.expect(r"-> size\s+= 0x0*8000000")
+        child.expect(r"serial addr\s+= 0x0*10000000")
+        child.expect_exact(PROMPT)
+        if harts > 1:
+            child.sendline("cpu list")
+            for hart in range(harts):
+                child.expect(rf"{hart}: cpu@{hart}\s+riscv")
+            child.expect_exact(PROMPT)
+        child.sendline("poweroff")
+        child.expect(pexpect.EOF)
+    finally:
+        child.close(force=True)
+    assert child.exitstatus == 0
+
+
+def test_uboot_reset_restarts_the_vm() -> None:
+    child = spawn(CONFIGS / "uboot-riscv64-virt-smp1.toml")
+    try:
+        stop_autoboot(child)
+        child.sendline("reset")
+        child.expect("OpenSBI v")  # the firmware starts again from the top
+        stop_autoboot(child)
+        child.sendline("poweroff")
+        child.expect(pexpect.EOF)
+    finally:
+        child.close(force=True)
+    assert child.exitstatus == 0
