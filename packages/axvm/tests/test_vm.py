@@ -58,7 +58,7 @@ memory_regions = [[0x8000_0000, 0x100_0000, 0x7, 0]]
 emu_devices = [
   ["uart", 0x1000_0000, 0x100, 10, 0x2, []],
   ["test", 0x10_0000, 0x1000, 0, 0x82, []],
-  ["virtio-blk", 0x1000_1000, 0x1000, 1, 0xE1, []],
+  ["gppt", 0x1000_1000, 0x1000, 1, 0x21, []],
 ]
 """
 
@@ -113,7 +113,7 @@ def test_riscv_mmio_devices_and_unmodelled_device_warning() -> None:
               MmioRead(GuestPhysAddr(0x1000_1000), AccessWidth.DWORD),
               MmioWrite(GuestPhysAddr(0x10_0000), AccessWidth.DWORD, (3 << 16) | 0x3333)]
     vm, backend = make_vm(RISCV, {0: script}, output)
-    assert any("emu_devices[2]" in w and "VirtioBlk" in w for w in vm.warnings)
+    assert any("emu_devices[2]" in w and "GPPTDistributor" in w for w in vm.warnings)
     assert vm.run_vcpu(0) == SystemDown(exit_code=3)
     assert output == [b"A"]
     assert backend.vcpus[0].completed_reads == [0xFFFF_FFFF]

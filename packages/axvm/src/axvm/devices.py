@@ -10,9 +10,11 @@ the port bus (``base_gpa`` is the first port); elsewhere devices are memory-mapp
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from axaddrspace import GuestMemory
 from axdevice import (
     I8042,
     BaseDeviceOps,
@@ -24,10 +26,17 @@ from axdevice import (
     Uart16550,
     Uart16550Mmio,
     Uart16550Port,
+    VirtioBlk,
+    VirtioConsole,
+    VirtioDevice,
+    VirtioMmioTransport,
+    VirtioNet,
+    VirtioRng,
     VmControl,
 )
 
-from .config import Arch, EmulatedDeviceConfig
+from .config import Arch, AxVMCrateConfig, EmulatedDeviceConfig
+from .host import HostResources, LocalHost
 
 OutputSink = Callable[[bytes], object]
 
@@ -40,6 +49,12 @@ class DeviceContext:
     irq_line: Callable[[int], IrqLine]
     control: VmControl
     console_output: OutputSink
+    memory: GuestMemory | None = None
+    host: HostResources = field(default_factory=LocalHost)
+    config: AxVMCrateConfig | None = None
+    device_lock: threading.Lock = field(default_factory=threading.Lock)
+    on_stop: list[Callable[[], object]] = field(default_factory=list)
+    """What to release when the VM stops (disk files, network links)."""
 
 
 @dataclass(frozen=True)
@@ -47,6 +62,7 @@ class BuiltDevice:
     device: BaseDeviceOps
     bus: str  # "mmio", "port" or "sysreg"
     uart: Uart16550 | None = None
+    virtio_console: VirtioConsole | None = None
 
 
 def _console(config: EmulatedDeviceConfig, ctx: DeviceContext) -> BuiltDevice:
@@ -73,6 +89,61 @@ def _scratch(config: EmulatedDeviceConfig, ctx: DeviceContext) -> BuiltDevice:
     return BuiltDevice(ScratchRegisters(config.base_gpa, config.length), "mmio")
 
 
+def _virtio(config: EmulatedDeviceConfig, ctx: DeviceContext, device: VirtioDevice) -> VirtioMmioTransport:
+    if ctx.memory is None:
+        raise DeviceConfigError("virtio devices need the VM's guest memory")
+    return VirtioMmioTransport(config.base_gpa, device, ctx.memory, ctx.irq_line(config.irq_id), config.length)
+
+
+def _virtio_blk(config: EmulatedDeviceConfig, ctx: DeviceContext) -> BuiltDevice:
+    """The disk is ``[kernel] disk_path`` (AxVisor's key); ``cfg_list = [1]`` attaches it read-only."""
+    path = ctx.config.kernel.disk_path if ctx.config is not None else None
+    if path is None:
+        raise DeviceConfigError("a virtio-blk device needs kernel.disk_path (the disk image file)")
+    read_only = bool(config.cfg_list and config.cfg_list[0])
+    try:
+        disk = ctx.host.open_disk(path, read_only)
+    except OSError as error:
+        raise DeviceConfigError(f"kernel.disk_path {path}: {error.strerror}; expected a readable"
+                                f"{'' if read_only else ' and writable'} disk image") from None
+    ctx.on_stop.append(disk.close)
+    return BuiltDevice(_virtio(config, ctx, VirtioBlk(disk)), "mmio")
+
+
+def _virtio_console(config: EmulatedDeviceConfig, ctx: DeviceContext) -> BuiltDevice:
+    console = VirtioConsole(ctx.console_output)
+    return BuiltDevice(_virtio(config, ctx, console), "mmio", virtio_console=console)
+
+
+def _virtio_rng(config: EmulatedDeviceConfig, ctx: DeviceContext) -> BuiltDevice:
+    return BuiltDevice(_virtio(config, ctx, VirtioRng(ctx.host.entropy)), "mmio")
+
+
+def _virtio_net(config: EmulatedDeviceConfig, ctx: DeviceContext) -> BuiltDevice:
+    """The host side comes from ``[devices] netdevs.<name>``; the MAC from the VM id and base."""
+    specs = dict(ctx.config.devices.netdevs) if ctx.config is not None else {}
+    spec = specs.get(config.name)
+    if spec is None:
+        raise DeviceConfigError(f"virtio-net {config.name!r} needs devices.netdevs.{config.name} "
+                                '(e.g. "tap:axtap0" or "udp:127.0.0.1:5000:127.0.0.1:5001")')
+    try:
+        link = ctx.host.open_netdev(spec)
+    except (OSError, ValueError) as error:
+        raise DeviceConfigError(f"devices.netdevs.{config.name} = {spec!r}: {error}") from None
+    vm_id = ctx.config.base.id if ctx.config is not None else 0
+    mac = bytes([0x52, 0x54, 0x00, vm_id & 0xFF, (config.base_gpa >> 12) & 0xFF, config.irq_id & 0xFF])
+    net = VirtioNet(link, mac, on_rx_buffers=link.rx_ready)
+    lock = ctx.device_lock
+
+    def deliver(frame: bytes) -> bool:
+        with lock:
+            return net.receive_frame(frame)
+
+    link.start(deliver)
+    ctx.on_stop.append(link.close)
+    return BuiltDevice(_virtio(config, ctx, net), "mmio")
+
+
 Builder = Callable[[EmulatedDeviceConfig, DeviceContext], BuiltDevice]
 
 BUILDERS: dict[EmuDeviceType, tuple[Builder, frozenset[Arch]]] = {
@@ -81,6 +152,10 @@ BUILDERS: dict[EmuDeviceType, tuple[Builder, frozenset[Arch]]] = {
     EmuDeviceType.DebugExit: (_debug_exit, frozenset({Arch.X86_64})),
     EmuDeviceType.ResetControl: (_i8042, frozenset({Arch.X86_64})),
     EmuDeviceType.PowerControl: (_sifive_test, frozenset(Arch)),
+    EmuDeviceType.VirtioBlk: (_virtio_blk, frozenset(Arch)),
+    EmuDeviceType.VirtioConsole: (_virtio_console, frozenset(Arch)),
+    EmuDeviceType.VirtioRng: (_virtio_rng, frozenset(Arch)),
+    EmuDeviceType.VirtioNet: (_virtio_net, frozenset(Arch)),
 }
 
 

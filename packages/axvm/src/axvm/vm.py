@@ -14,13 +14,14 @@ import threading
 from collections.abc import Callable, Iterator
 
 from axaddrspace import AddrSpace, GuestPhysAddr, MappingFlags
-from axdevice import DeviceOverlapError, Uart16550
+from axdevice import DeviceOverlapError, Uart16550, VirtioConsole
 from axvcpu import AxVCpuExitReason, SystemDown, VCpu, VCpuState
 
 from .backend import VmBackend
 from .config import AxVMCrateConfig, ConfigError, ConfigProblem
 from .devices import DeviceConfigError, DeviceContext, UnsupportedDevice, build_device
 from .dispatch import DeviceBuses, handle_exit
+from .host import HostResources, LocalHost
 from .lifecycle import VMState, check_vm_transition
 from .machine import BootPlan, machine_for
 
@@ -38,13 +39,17 @@ class AxVM:
     """A VM: memory, vCPUs and devices, with the lifecycle Loading -> Loaded -> Running ... Stopped."""
 
     def __init__(self, config: AxVMCrateConfig, backend: VmBackend,
-                 console_output: Callable[[bytes], object] | None = None) -> None:
+                 console_output: Callable[[bytes], object] | None = None,
+                 host: HostResources | None = None) -> None:
         self.config = config
         self.id = config.base.id
         self.name = config.base.name
         self.backend = backend
         self.buses = DeviceBuses()
         self.consoles: list[Uart16550] = []
+        self.virtio_consoles: list[VirtioConsole] = []
+        self.host = host or LocalHost()
+        self._on_stop: list[Callable[[], object]] = []
         self.warnings: list[str] = list(config.warnings)
         self._console_output = console_output or (lambda data: None)
         self._state = VMState.LOADING
@@ -93,7 +98,8 @@ class AxVM:
 
     def _attach_devices(self) -> None:
         ctx = DeviceContext(self.config.base.arch, lambda irq: self.machine.irq_line(self, irq), self,
-                            self._console_output)
+                            self._console_output, self.addrspace.memory, self.host, self.config,
+                            self.device_lock, self._on_stop)
         self._attach_config_devices(ctx)
         for built in self.machine.platform_devices(ctx):
             bus = getattr(self.buses, built.bus)
@@ -118,6 +124,8 @@ class AxVM:
                 continue
             if built.uart is not None:
                 self.consoles.append(built.uart)
+            if built.virtio_console is not None:
+                self.virtio_consoles.append(built.virtio_console)
         if problems:
             raise ConfigError(problems)
 
@@ -188,6 +196,8 @@ class AxVM:
         self._transition(VMState.STOPPING)
         for vcpu in self.vcpus:
             vcpu.arch.close()
+        for release in self._on_stop:
+            release()
         self.addrspace.clear()  # unmaps from the backend's stage-2, so before the backend closes
         self.backend.close()
         self._transition(VMState.STOPPED)

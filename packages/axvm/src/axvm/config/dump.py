@@ -62,6 +62,8 @@ def config_to_dict(config: AxVMCrateConfig, relative_to: Path | None = None) -> 
             [d.name, d.base_gpa, d.base_hpa, d.length, d.irq_id] for d in devices.passthrough_devices
         ],
     }
+    if devices.netdevs:
+        devices_table["netdevs"] = dict(devices.netdevs)
     if devices.interrupt_mode is not VMInterruptMode.NO_IRQ:
         devices_table["interrupt_mode"] = devices.interrupt_mode.value
     return {"base": base_table, "kernel": kernel_table, "devices": devices_table}

@@ -46,7 +46,8 @@ KNOWN_KEYS = {
         "dtb_load_addr", "ramdisk_path", "ramdisk_load_addr", "image_location", "cmdline", "disk_path",
         "memory_regions",
     },
-    "devices": {"emu_devices", "passthrough_devices", "interrupt_mode", "excluded_devices", "passthrough_addresses"},
+    "devices": {"emu_devices", "passthrough_devices", "interrupt_mode", "excluded_devices", "passthrough_addresses",
+                "netdevs"},
 }
 MEM_FIELDS = ("gpa", "size", "flags", "map_type")
 EMU_FIELDS = ("name", "base_gpa", "length", "irq_id", "emu_type", "cfg_list")
@@ -226,7 +227,14 @@ def _read_devices(reader: FieldReader, table: dict[str, Any]) -> VMDevicesConfig
             reader.problem(path, f"expected an array of strings, got {describe(entry)}")
         else:
             excluded.append(tuple(entry))
-    return VMDevicesConfig(tuple(emu), tuple(passthrough), mode, tuple(excluded), tuple(addresses))
+    netdevs = reader.typed(table, "netdevs", "devices.netdevs", dict, required=False) or {}
+    for name, spec in netdevs.items():
+        if not isinstance(spec, str) or not spec:
+            reader.problem(f"devices.netdevs.{name}", f"expected a string such as \"tap:axtap0\" or "
+                           f"\"udp:127.0.0.1:5000:127.0.0.1:5001\", got {describe(spec)}")
+    netdev_pairs = tuple((name, spec) for name, spec in netdevs.items() if isinstance(spec, str) and spec)
+    return VMDevicesConfig(tuple(emu), tuple(passthrough), mode, tuple(excluded), tuple(addresses),
+                           netdevs=netdev_pairs)
 
 
 def _read_list(reader: FieldReader, table: dict[str, Any], key: str, names: tuple[str, ...], required: int,

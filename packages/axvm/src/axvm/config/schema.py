@@ -142,6 +142,9 @@ class VMDevicesConfig:
     interrupt_mode: VMInterruptMode = VMInterruptMode.NO_IRQ
     excluded_devices: tuple[tuple[str, ...], ...] = ()
     passthrough_addresses: tuple[PassThroughAddressConfig, ...] = ()
+    netdevs: tuple[tuple[str, str], ...] = ()
+    """Our extension ``[devices] netdevs = { net0 = "udp:..." }``: the host side of each
+    virtio-net device, by its emu_devices name."""
 
 
 @dataclass(frozen=True)

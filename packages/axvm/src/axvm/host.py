@@ -1,0 +1,52 @@
+"""What a VM takes from the host for its devices: disk files, network links, entropy.
+
+Device models never open files or sockets themselves; the VM asks a ``HostResources`` for the
+host side of each device. ``LocalHost`` serves disks from files and entropy from the kernel;
+network links need the VMM's backends (TAP, UDP), which axvisor supplies.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Protocol
+
+from axdevice import BlockBackend, RawFileBackend
+
+
+class HostNetLink(Protocol):
+    """The host end of a virtio-net device (axvisor's TAP and UDP backends)."""
+
+    def send(self, frame: bytes) -> None: ...
+
+    def start(self, deliver: Callable[[bytes], bool]) -> None: ...
+
+    def rx_ready(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class HostResources(Protocol):
+    def open_disk(self, path: Path, read_only: bool) -> BlockBackend: ...
+
+    def open_netdev(self, spec: str) -> HostNetLink: ...
+
+    def entropy(self, size: int) -> bytes: ...
+
+
+class NoHostNetwork(ValueError):
+    pass
+
+
+class LocalHost:
+    """Disks are files, entropy is os.urandom, and there is no network unless a VMM adds one."""
+
+    def open_disk(self, path: Path, read_only: bool) -> BlockBackend:
+        return RawFileBackend(path, read_only=read_only)
+
+    def open_netdev(self, spec: str) -> HostNetLink:
+        raise NoHostNetwork(f"no host network backend for {spec!r} here; run the VM with axvisor")
+
+    def entropy(self, size: int) -> bytes:
+        return os.urandom(size)

@@ -1,0 +1,125 @@
+"""Virtio devices from emu_devices entries: transports on the MMIO bus, host resources asked
+for their backends, and config mistakes named by entry."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from axaddrspace import AccessWidth, GuestPhysAddr
+from axvcpu import MmioRead
+from axvm import AxVM, ConfigError, ScriptedBackend, parse_config
+from axvm.host import LocalHost
+
+BASE = """
+[base]
+id = 7
+name = "virtio"
+vm_type = 2
+cpu_num = 1
+arch = "riscv64"
+
+[kernel]
+entry_point = 0x8020_0000
+kernel_path = "Image"
+kernel_load_addr = 0x8020_0000
+{disk}
+memory_regions = [[0x8000_0000, 0x800_0000, 0x7, 0]]
+
+[devices]
+emu_devices = [
+  ["virtio-blk", 0x1000_1000, 0x1000, 1, 0xE1, []],
+  ["virtio-rng", 0x1000_2000, 0x1000, 2, 0xE4, []],
+  ["virtio-console", 0x1000_3000, 0x1000, 3, 0xE3, []],
+  ["net0", 0x1000_4000, 0x1000, 4, 0xE2, []],
+]
+netdevs = {{ net0 = "fake:link" }}
+"""
+MAGIC = 0x7472_6976
+
+
+class FakeLink:
+    def __init__(self) -> None:
+        self.sent: list[bytes] = []
+        self.deliver: Callable[[bytes], bool] | None = None
+        self.closed = False
+
+    def send(self, frame: bytes) -> None:
+        self.sent.append(frame)
+
+    def start(self, deliver: Callable[[bytes], bool]) -> None:
+        self.deliver = deliver
+
+    def rx_ready(self) -> None:
+        pass
+
+    def close(self) -> None:
+        self.closed = True
+
+
+class FakeHost(LocalHost):
+    def __init__(self) -> None:
+        self.links: list[FakeLink] = []
+
+    def open_netdev(self, spec: str) -> FakeLink:
+        assert spec == "fake:link"
+        self.links.append(FakeLink())
+        return self.links[-1]
+
+
+def config(tmp_path: Path, disk: bool = True):
+    image = tmp_path / "disk.img"
+    image.write_bytes(b"\0" * 0x10000)
+    return parse_config(BASE.format(disk=f'disk_path = "{image}"' if disk else ""), tmp_path / "vm.toml")
+
+
+def test_every_virtio_device_answers_with_the_magic_value(tmp_path: Path) -> None:
+    reads = [MmioRead(GuestPhysAddr(base), AccessWidth.DWORD) for base in (0x1000_1000, 0x1000_2000, 0x1000_3000,
+                                                                           0x1000_4000)]
+    reads += [MmioRead(GuestPhysAddr(base + 8), AccessWidth.DWORD) for base in (0x1000_1000, 0x1000_2000,
+                                                                                0x1000_3000, 0x1000_4000)]
+    backend = ScriptedBackend({0: reads})
+    host = FakeHost()
+    vm = AxVM(config(tmp_path), backend, host=host)
+    vm.mark_loaded()
+    vm.boot()
+    vm.run_vcpu(0)
+    answers = backend.vcpus[0].completed_reads
+    assert answers[:4] == [MAGIC] * 4
+    assert answers[4:] == [2, 4, 3, 1]  # device ids: block, entropy, console, network
+    assert len(vm.virtio_consoles) == 1 and host.links[0].deliver is not None
+    vm.stop()
+    assert host.links[0].closed
+
+
+def test_a_disk_needs_disk_path(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"emu_devices\[0\].*kernel.disk_path"):
+        AxVM(config(tmp_path, disk=False), ScriptedBackend(), host=FakeHost())
+
+
+def test_a_network_device_needs_its_netdev(tmp_path: Path) -> None:
+    text = BASE.format(disk="").replace('netdevs = { net0 = "fake:link" }', "")
+    text = text.replace('  ["virtio-blk", 0x1000_1000, 0x1000, 1, 0xE1, []],\n', "")
+    with pytest.raises(ConfigError, match=r"devices.netdevs.net0"):
+        AxVM(parse_config(text), ScriptedBackend(), host=FakeHost())
+
+
+def test_without_a_vmm_there_is_no_host_network(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="no host network backend"):
+        AxVM(config(tmp_path), ScriptedBackend())
+
+
+def test_the_device_tree_lists_each_virtio_transport(tmp_path: Path) -> None:
+    from axvm.machines.fdt import find, parse_dtb
+
+    vm = AxVM(config(tmp_path), ScriptedBackend(), host=FakeHost())
+    vm.mark_loaded()
+    vm.boot()
+    dtb_addr = vm.backend.vcpus[0].registers["a1"]
+    blob = vm.addrspace.memory.read(GuestPhysAddr(dtb_addr), 0x4000)
+    tree = parse_dtb(blob)
+    for base in (0x1000_1000, 0x1000_2000, 0x1000_3000, 0x1000_4000):
+        assert find(tree, f"/soc/virtio_mmio@{base:x}") is not None
+    vm.stop()
