@@ -13,6 +13,9 @@
 #                         (setsid cttyhack sh), power off when it exits
 #   init.script=/PATH     load the modules, run /PATH with sh (an --extra-file), power off
 #
+# axvisor.ip=ADDRESS/PREFIX (with shell or /PATH) gives eth0 that address once the modules are
+# loaded, so two VMs on one link can reach each other without typing.
+#
 # The init never exits: the kernel panics when init does. Powering off is `poweroff -f`, a
 # reboot(2) straight to the kernel's SBI/PSCI/ACPI power-off.
 
@@ -34,9 +37,11 @@ mount -t sysfs sysfs /sys || say "cannot mount /sys"
 mount -t devtmpfs devtmpfs /dev || say "cannot mount /dev (devtmpfs)"
 
 script=shell
+address=
 for arg in $(cat /proc/cmdline); do
   case $arg in
     init.script=*) script=${arg#init.script=} ;;
+    axvisor.ip=*) address=${arg#axvisor.ip=} ;;
   esac
 done
 
@@ -112,6 +117,12 @@ check() {  # check each virtio device present; say which were absent
   fi
 }
 
+configure_network() {  # eth0 gets axvisor.ip= when the command line gives one
+  [ -n "$address" ] || return 0
+  wait_for /sys/class/net/eth0 || { say "net: no eth0 for $address"; return 1; }
+  ip addr add "$address" dev eth0 && ip link set eth0 up && say "net: eth0 $address"
+}
+
 hostname axvisor
 case $script in
   check)
@@ -119,12 +130,14 @@ case $script in
     ;;
   /*)
     load_modules
+    configure_network
     sh "$script"
     say "$script exited with status $?"
     ;;
   *)
     [ "$script" = shell ] || say "unknown init.script=$script (expected poweroff, check, shell or /PATH); starting a shell"
     load_modules
+    configure_network
     say "ready; exit the shell to power off"
     PS1='axvisor# ' setsid cttyhack sh
     ;;

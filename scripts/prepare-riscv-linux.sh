@@ -75,10 +75,19 @@ main() {
     say "initramfs up to date: $OUT/initramfs.cpio.gz"
   fi
 
-  if stale "$OUT/disk.ext4" "$HERE/build-disk-image.py"; then
+  # disk.ext4 stays pristine (tests copy it, the QEMU peer attaches it read-only): it is rebuilt
+  # if anything changed it. VMs of the shipped configs write to their own copy, disk-vm.ext4,
+  # made once and never overwritten, so what a guest saved there is kept.
+  if stale "$OUT/disk.ext4" "$HERE/build-disk-image.py" \
+    || ! (cd "$OUT" && sha256sum --status -c disk.ext4.sha256 2>/dev/null); then
     "$PYTHON" "$HERE/build-disk-image.py" --arch riscv64 --output "$OUT/disk.ext4" >/dev/null || exit 2
+    (cd "$OUT" && sha256sum disk.ext4 > disk.ext4.sha256)
   else
     say "disk image up to date: $OUT/disk.ext4"
+  fi
+  if [ ! -e "$OUT/disk-vm.ext4" ]; then
+    cp --sparse=always "$OUT/disk.ext4" "$OUT/disk-vm.ext4"
+    say "made the VMs' own disk: $OUT/disk-vm.ext4"
   fi
 
   printf 'kernel    %s (Linux %s)\n' "$OUT/linux/Image" "$release"
@@ -86,6 +95,7 @@ main() {
   printf 'firmware  %s\n' "$OUT/opensbi/fw_jump.bin"
   printf 'initramfs %s\n' "$OUT/initramfs.cpio.gz"
   printf 'disk      %s\n' "$OUT/disk.ext4"
+  printf 'vmdisk    %s\n' "$OUT/disk-vm.ext4"
 }
 
 main "$@"

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import os
 import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).parent.parent
 GUESTS = ROOT / "build" / "guests"
+
+# VMs the tests run keep their console logs out of the work tree.
+os.environ.setdefault("AXVISOR_LOG_DIR", tempfile.mkdtemp(prefix="axvisor-test-logs-"))
 
 
 def kvm_problem() -> str | None:

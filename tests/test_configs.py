@@ -6,7 +6,51 @@ from pathlib import Path
 
 import pytest
 
+from axdevice import RecordingNetBackend
+from axvisor.net.spec import parse_netdev_spec
 from axvm import AxVM, ScriptedBackend, load_config
+from axvm.host import LocalHost
+
+
+class CheckingHost(LocalHost):
+    """Checks each netdev spec and disk path without opening sockets or needing the images."""
+
+    def open_disk(self, path: Path, read_only: bool):
+        assert path.name.endswith(".ext4"), path
+        return MemoryDisk()
+
+    def open_netdev(self, spec: str):
+        parse_netdev_spec(spec)
+        return FakeLink()
+
+
+class MemoryDisk:
+    size_bytes = 1 << 20
+    read_only = False
+    serial = "memory"
+
+    def readv(self, offset, views):
+        return 0
+
+    def writev(self, offset, views):
+        return 0
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+class FakeLink(RecordingNetBackend):
+    def start(self, deliver) -> None:
+        pass
+
+    def rx_ready(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
 
 CONFIGS = sorted((Path(__file__).parent.parent / "configs" / "vms").glob("*.toml"))
 
@@ -23,7 +67,7 @@ def test_shipped_config_loads_and_composes(path: Path) -> None:
     assert config.base.arch.value == arch, "the file name follows <os>-<arch>-<board>-smp<N>"
     assert smp == f"smp{config.base.cpu_num}"
     assert config.warnings == (), config.warnings
-    vm = AxVM(config, ScriptedBackend())
+    vm = AxVM(config, ScriptedBackend(), host=CheckingHost())
     assert vm.warnings == [], vm.warnings
     assert vm.consoles, "every shipped VM has a console"
     vm.stop()

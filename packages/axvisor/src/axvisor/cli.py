@@ -12,13 +12,13 @@ import logging
 import platform
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from axvm import AxVM, AxVMCrateConfig, ConfigError, load_config
 
 from . import generate as generate_cmd
 from .backends import REGISTRY, kvm_status, select_backend
-from .console import ConsoleInput, pump_stdin, raw_terminal
+from .console import ConsoleMux, pump_stdin, raw_terminal, vm_console_target
 from .errors import USAGE_EXIT_STATUS, UserError
 from .loaders import missing_images
 from .vmm import VmOutcome, build_vm, start_vms, summarise
@@ -95,53 +95,57 @@ def cmd_run(paths: Sequence[str]) -> int:
             print(f"warning: {warning}", file=sys.stderr)
     for config in configs:
         select_backend(config)  # every VM can run before any starts
-    vms = []
-    try:
-        for config in configs:
-            vms.append(_build(config))
-    except BaseException:
-        for vm in vms:
-            vm.stop()
-        raise
-    outcomes = run_with_console(vms)
+    with ConsoleMux([config.base.name for config in configs]) as mux:
+        label = {id(config): name for config, name in zip(configs, mux.names, strict=True)}
+
+        def build(config: AxVMCrateConfig) -> AxVM:
+            """Also rebuilds a VM after a guest reset (the supervisor hands back the same config)."""
+            return build_vm(config, select_backend(config).factory(config), mux.sink_for(label[id(config)]))
+
+        vms: list[AxVM] = []
+        try:
+            for config in configs:
+                vms.append(build(config))
+        except BaseException:
+            for vm in vms:
+                vm.stop()
+            raise
+        outcomes = run_with_console(vms, mux, build)
     for outcome in outcomes:
         if outcome.exit_code:
             print(f"axvisor: VM {outcome.name!r}: {outcome.reason}", file=sys.stderr)
     return summarise(outcomes)
 
 
-def _build(config: AxVMCrateConfig) -> AxVM:
-    return build_vm(config, select_backend(config).factory(config), _console_sink)
-
-
-def run_with_console(vms: list[AxVM]) -> list[VmOutcome]:
-    """Run the VMs with the terminal's keystrokes going to the first VM's console."""
-    supervisors = start_vms(vms, rebuild=_build)
-    first = supervisors[0]
-    try:
-        fd = sys.stdin.fileno()
-    except (OSError, ValueError):  # no usable stdin (closed, or replaced by a test harness)
-        fd = None
-    if fd is None or not first.vm.consoles:
-        return [supervisor.join() for supervisor in supervisors]
+def run_with_console(vms: list[AxVM], mux: ConsoleMux, build: Callable[[AxVMCrateConfig], AxVM]) -> list[VmOutcome]:
+    """Run the VMs; the terminal follows one VM at a time (Ctrl-A n), the others go to log files."""
+    supervisors = start_vms(vms, rebuild=build)
+    for name, supervisor in zip(mux.names, supervisors, strict=True):
+        mux.set_target(name, vm_console_target(lambda s=supervisor: s.vm))
+        if len(supervisors) > 1:  # say on the terminal (and in its log) when a VM ends
+            threading.Thread(target=lambda n=name, s=supervisor: mux.mark_ended(n, s.join().reason),
+                             daemon=True, name=f"{name}-end").start()
 
     def quit_all() -> None:
         for supervisor in supervisors:
             supervisor.vm.shutdown(0)
 
-    console = ConsoleInput(lambda: (first.vm.consoles[0], first.vm.device_lock), quit_all, _console_sink)
+    try:
+        fd: int | None = sys.stdin.fileno()
+    except (OSError, ValueError):  # no usable stdin (closed, or replaced by a test harness)
+        fd = None
+    if fd is None:
+        mux.announce()
+        return [supervisor.join() for supervisor in supervisors]
+    console = mux.console_input(quit_all)
     stop = threading.Event()
     with raw_terminal(fd):
+        mux.announce()
         threading.Thread(target=pump_stdin, args=(console, stop, fd), daemon=True, name="console").start()
         try:
             return [supervisor.join() for supervisor in supervisors]
         finally:
             stop.set()
-
-
-def _console_sink(data: bytes) -> None:
-    sys.stdout.buffer.write(data)
-    sys.stdout.buffer.flush()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

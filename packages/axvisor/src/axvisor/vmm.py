@@ -14,8 +14,10 @@ from dataclasses import dataclass
 
 from axvcpu import CpuUp, FailEntry, Halt, SystemDown, Unsupported
 from axvm import AxVM, AxVMCrateConfig, VmBackend
+from axvm.host import HostResources
 
 from .loaders import load_guest
+from .net import NetHost
 
 log = logging.getLogger(__name__)
 
@@ -119,9 +121,11 @@ class RunningVm:
 
 
 def build_vm(config: AxVMCrateConfig, backend: VmBackend,
-             console_output: Callable[[bytes], object] | None = None) -> AxVM:
-    """The recipe for one VM: compose it, load its images, mark it loaded."""
-    vm = AxVM(config, backend, console_output)
+             console_output: Callable[[bytes], object] | None = None,
+             host: HostResources | None = None) -> AxVM:
+    """The recipe for one VM: compose it (with axvisor's host resources: disks, entropy, TAP and
+    UDP networking), load its images, mark it loaded."""
+    vm = AxVM(config, backend, console_output, host or NetHost())
     try:
         vm.boot_plan = load_guest(config, vm.addrspace.memory)
     except BaseException:

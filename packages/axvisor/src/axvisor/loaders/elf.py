@@ -11,9 +11,6 @@ import io
 import struct
 from dataclasses import dataclass
 
-from elftools.common.exceptions import ELFError
-from elftools.elf.elffile import ELFFile
-
 XEN_ELFNOTE_PHYS32_ENTRY = 18
 ELF_MAGIC = b"\x7fELF"
 
@@ -39,6 +36,10 @@ def is_elf(data: bytes) -> bool:
 
 
 def parse_elf(data: bytes) -> ElfImage:
+    # pyelftools takes a seventh of a second to import: only ELF images pay for it.
+    from elftools.common.exceptions import ELFError
+    from elftools.elf.elffile import ELFFile
+
     try:
         elf = ELFFile(io.BytesIO(data))
         segments = []

@@ -1,0 +1,84 @@
+"""riscv64 Linux: boot to the first line /init prints, and a 64 MiB sequential read of the
+virtio disk inside the guest (busybox dd), on axvisor's software CPU and on qemu-system-riscv64
+-M virt (TCG) with the same OpenSBI, kernel, initramfs, disk and memory, in the same run.
+Medians and ratios; targets: boot <= 1.5 (axvisor/QEMU), disk read >= 0.8 (axvisor/QEMU speed).
+
+    .venv/bin/python benches/riscv_linux.py [--boot-runs N] [--read-runs N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pexpect
+from timing import CACHE, ROOT, axvisor_command, qemu_riscv_command, report, time_markers
+
+MARKER = "axvisor-init: starting"
+SHELL = "axvisor# "
+DD = "dd if=/dev/vda of=/dev/null bs=1M count=64"
+CMDLINE = "console=ttyS0 earlycon=uart8250,mmio,0x10000000 init.script={script}"
+
+
+def our_config(folder: Path, disk: Path, script: str) -> Path:
+    text = (ROOT / "configs" / "vms" / "linux-riscv64-virt-smp1.toml").read_text()
+    text = re.sub(r'cmdline = "[^"]*"', f'cmdline = "{CMDLINE.format(script=script)}"', text)
+    text = re.sub(r'disk_path = "[^"]*"', f'disk_path = "{disk}"', text).replace('"~/', f'"{Path.home()}/')
+    path = folder / f"linux-{script}.toml"
+    path.write_text(text)
+    return path
+
+
+def qemu_command(disk: Path, script: str) -> list[str]:
+    images = CACHE / "riscv64"
+    return qemu_riscv_command(
+        "-bios", str(images / "opensbi" / "fw_jump.bin"), "-kernel", str(images / "linux" / "Image"),
+        "-initrd", str(images / "initramfs.cpio.gz"), "-append", CMDLINE.format(script=script),
+        "-drive", f"file={disk},if=none,format=raw,id=d0", "-device", "virtio-blk-device,drive=d0",
+        "-device", "virtio-rng-device", memory="512M")
+
+
+def dd_seconds(command: list[str]) -> float:
+    """Boot to the shell, run dd, return the seconds busybox dd reports."""
+    child = pexpect.spawn(command[0], command[1:], cwd=str(ROOT), timeout=900, encoding="utf-8",
+                          codec_errors="replace")
+    try:
+        child.expect_exact(SHELL)
+        child.sendline(DD)
+        child.expect(r"copied, ([0-9.]+) seconds")
+        return float(child.match.group(1))
+    finally:
+        child.close(force=True)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--boot-runs", type=int, default=3)
+    parser.add_argument("--read-runs", type=int, default=1)
+    args = parser.parse_args()
+    out = subprocess.run([str(ROOT / "scripts" / "prepare-riscv-linux.sh")], check=True, capture_output=True,
+                         text=True).stdout
+    pristine = Path(next(line.split()[1] for line in out.splitlines() if line.startswith("disk ")))
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        disk = folder / "disk.ext4"
+        shutil.copy(pristine, disk)
+        ours = our_config(folder, disk, "poweroff")
+        boot_ours = [time_markers(axvisor_command(ours), [MARKER])[0] for _ in range(args.boot_runs)]
+        boot_qemu = [time_markers(qemu_command(disk, "poweroff"), [MARKER])[0] for _ in range(args.boot_runs)]
+        report("Linux boot to the first /init line", boot_ours, boot_qemu, target="<= 1.5")
+        shell = our_config(folder, disk, "shell")
+        read_ours = [64 / dd_seconds(axvisor_command(shell)) for _ in range(args.read_runs)]
+        read_qemu = [64 / dd_seconds(qemu_command(disk, "shell")) for _ in range(args.read_runs)]
+        report("virtio disk sequential read, 64 MiB (MiB/s)", read_ours, read_qemu, unit="MiB/s",
+               higher_is_better=True, target=">= 0.8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,14 @@
+"""The host resources axvisor gives its VMs: axvm's local disks and entropy, plus networking."""
+
+from __future__ import annotations
+
+from axvm.host import HostNetLink, LocalHost
+
+from .spec import parse_netdev
+
+
+class NetHost(LocalHost):
+    """``LocalHost`` whose ``open_netdev`` opens TAP and UDP backends (see ``parse_netdev``)."""
+
+    def open_netdev(self, spec: str) -> HostNetLink:
+        return parse_netdev(spec)

@@ -1,0 +1,110 @@
+"""Debian's riscv64 kernel on the software CPU: a busybox shell, the configured harts, the virtio
+disk (reads, and writes that reach the host's image), entropy, hvc0, and two VMs on one link.
+
+Images come from scripts/prepare-riscv-linux.sh (cached); each boot takes tens of seconds."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pexpect
+import pytest
+
+ROOT = Path(__file__).parent.parent
+CONFIGS = ROOT / "configs" / "vms"
+SHELL = "axvisor# "
+BOOT_TIMEOUT = 400
+
+
+@pytest.fixture(scope="module")
+def images() -> dict[str, Path]:
+    out = subprocess.run([str(ROOT / "scripts" / "prepare-riscv-linux.sh")], check=True, capture_output=True,
+                         text=True, timeout=1800).stdout
+    return {line.split()[0]: Path(line.split()[1]) for line in out.splitlines() if len(line.split()) == 2}
+
+
+def private_config(tmp_path: Path, name: str, disk: Path | None = None, cmdline: str | None = None) -> Path:
+    """A copy of a shipped config with its own disk (tests never write the shared image)."""
+    text = (CONFIGS / name).read_text()
+    if disk is not None:
+        text = text.replace('disk_path = "~/.cache/axvisor/riscv64/disk-vm.ext4"', f'disk_path = "{disk}"')
+    if cmdline is not None:
+        text = text.replace('cmdline = "console=ttyS0 earlycon=uart8250,mmio,0x10000000 init.script=shell"',
+                            f'cmdline = "{cmdline}"')
+    path = tmp_path / name
+    path.write_text(text.replace('"~/', f'"{Path.home()}/'))
+    return path
+
+
+def spawn(*configs: Path, log_dir: Path | None = None) -> pexpect.spawn:
+    env = dict(os.environ, AXVISOR_LOG_DIR=str(log_dir)) if log_dir is not None else None
+    return pexpect.spawn(sys.executable, ["-m", "axvisor", "run", *map(str, configs)], cwd=str(ROOT), env=env,
+                         timeout=BOOT_TIMEOUT, encoding="utf-8", codec_errors="replace")
+
+
+def shell(child: pexpect.spawn, command: str, timeout: float = 120) -> str:
+    child.sendline(command)
+    child.expect_exact(SHELL, timeout=timeout)
+    return child.before
+
+
+def test_shell_disk_entropy_and_hvc0(images: dict[str, Path], tmp_path: Path) -> None:
+    disk = tmp_path / "disk.ext4"
+    shutil.copy(images["disk"], disk)
+    child = spawn(private_config(tmp_path, "linux-riscv64-virt-smp1.toml", disk))
+    try:
+        child.expect("axvisor-init: starting")
+        child.expect_exact(SHELL)
+        assert shell(child, "grep -c ^processor /proc/cpuinfo").split()[-1] == "1"
+        assert "hello from the axvisor disk image" in shell(child, "mount /dev/vda /mnt && cat /mnt/hello.txt")
+        assert shell(child, "head -c 32 /dev/hwrng | wc -c").split()[-1] == "32"
+        assert "through hvc0" in shell(child, "echo through hvc0 > /dev/hvc0; sleep 1")
+        shell(child, "echo written by the guest > /mnt/guest.txt && sync && umount /mnt")
+        child.sendline("poweroff -f")
+        child.expect(pexpect.EOF, timeout=120)
+    finally:
+        child.close(force=True)
+    assert child.exitstatus == 0
+    dump = subprocess.run(["debugfs", "-R", "cat /guest.txt", str(disk)], capture_output=True, text=True)
+    assert dump.stdout.strip() == "written by the guest", dump.stderr
+
+
+def test_four_harts_are_online(images: dict[str, Path], tmp_path: Path) -> None:
+    disk = tmp_path / "disk.ext4"
+    shutil.copy(images["disk"], disk)
+    child = spawn(private_config(tmp_path, "linux-riscv64-virt-smp4.toml", disk))
+    try:
+        child.expect_exact(SHELL)
+        assert shell(child, "grep -c ^processor /proc/cpuinfo").split()[-1] == "4"
+        assert shell(child, "cat /sys/devices/system/cpu/online").split()[-1] == "0-3"
+        child.send("\x01x")
+        child.expect(pexpect.EOF, timeout=120)
+    finally:
+        child.close(force=True)
+    assert child.exitstatus == 0
+
+
+def test_two_vms_ping_each_other_over_the_socket_backend(images: dict[str, Path], tmp_path: Path) -> None:
+    a = (CONFIGS / "linuxnet-riscv64-virt-smp1.toml")
+    b = (CONFIGS / "linuxnet2-riscv64-virt-smp1.toml")
+    child = spawn(a, b, log_dir=tmp_path / "logs")
+    try:
+        child.expect(r"\[axvisor\] console: ")  # the status line naming the focused VM and the logs
+        child.expect("axvisor-init: net: eth0 10.0.2.1/24")
+        child.expect_exact(SHELL)
+        log_b = tmp_path / "logs" / "linuxnet2-riscv64.log"
+        deadline = 60
+        shell(child, f"i=0; while [ $i -lt {deadline} ] && ! ping -c 1 -W 1 10.0.2.2 >/dev/null; do i=$((i+1)); "
+                     "done; echo waited $i", timeout=deadline * 3 + 120)
+        out = shell(child, "ping -c 3 10.0.2.2", timeout=120)
+        assert "3 packets received" in out, out
+        assert "axvisor-init: net: eth0 10.0.2.2/24" in log_b.read_text()
+        child.send("\x01x")
+        child.expect(pexpect.EOF, timeout=120)
+    finally:
+        child.close(force=True)
+    assert child.exitstatus == 0
