@@ -11,8 +11,8 @@ VENV="$ROOT/.venv"
 TOOLS="$ROOT/.tools"
 HVCONFIG="$ROOT/.hvconfig.toml"
 # Debian packages the project needs on the host (installed by setup when running as root).
-APT_PACKAGES=(gcc libc6-dev linux-libc-dev binutils device-tree-compiler gcc-riscv64-linux-gnu
-              binutils-riscv64-linux-gnu)
+APT_PACKAGES=(gcc libc6-dev linux-libc-dev binutils device-tree-compiler binutils-riscv64-linux-gnu
+              e2fsprogs iproute2 qemu-system-misc)
 
 say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 die() { printf 'axvisor.sh: %s\n' "$*" >&2; exit 2; }
@@ -27,6 +27,7 @@ usage: ./axvisor.sh COMMAND [ARGS...]
   run [CONFIG...]     run VMs (no argument: the default list from .hvconfig.toml, see defconfig)
   check [CONFIG...]   validate VM configs (no argument: configs/vms/*.toml)
   defconfig           write .hvconfig.toml with the default VM for this host
+  images              fetch and build the Debian guest images into ~/.cache/axvisor
   build               build the x86_64 test guests into build/guests and a wheel of every
                       package into dist/
   clean               remove environments and build outputs (keeps downloaded guest images)
@@ -135,14 +136,36 @@ cmd_test() {
 }
 
 cmd_defconfig() {
-  local vm
-  if [ -r /dev/kvm ] && [ -w /dev/kvm ]; then
+  # Hardware KVM runs the x86 hello guest; anywhere else (no KVM, or PVM's software nesting, where
+  # x86 kernel code is emulated) the default is Debian's riscv64 Linux on the software CPU.
+  local vm=configs/vms/linux-riscv64-virt-smp1.toml
+  if [ -r /dev/kvm ] && [ -w /dev/kvm ] && grep -qwE 'vmx|svm' /proc/cpuinfo && [ ! -d /sys/module/kvm_pvm ]; then
     vm=configs/vms/hello-x86_64-kvm-smp1.toml
-  else
-    vm=configs/vms/uboot-riscv64-virt-smp1.toml
   fi
   printf '# Written by ./axvisor.sh defconfig; `./axvisor.sh run` with no argument runs these VMs.\nvms = ["%s"]\n' "$vm" > "$HVCONFIG"
   echo "wrote $HVCONFIG: vms = [\"$vm\"]"
+}
+
+# Fetch or build the Debian images the given configs name (cached; quick when present).
+ensure_images() {
+  local configs; configs=$(cat "$@" 2>/dev/null || true)
+  if grep -q '\.cache/axvisor/riscv64/\(linux\|initramfs\|disk\)' <<<"$configs"; then
+    scripts/prepare-riscv-linux.sh >/dev/null
+  fi
+  if grep -q '\.cache/axvisor/riscv64/u-boot-qemu' <<<"$configs"; then
+    scripts/fetch-debian-images.sh opensbi u-boot-qemu >/dev/null
+  elif grep -q '\.cache/axvisor/riscv64/opensbi' <<<"$configs"; then
+    scripts/fetch-debian-images.sh opensbi >/dev/null
+  fi
+  if grep -q '\.cache/axvisor/amd64/linux' <<<"$configs"; then
+    scripts/fetch-debian-images.sh --arch amd64 linux-image-amd64 >/dev/null
+  fi
+}
+
+cmd_images() {
+  scripts/fetch-debian-images.sh opensbi u-boot-qemu
+  scripts/prepare-riscv-linux.sh
+  scripts/fetch-debian-images.sh --arch amd64 linux-image-amd64
 }
 
 default_vms() {
@@ -166,6 +189,7 @@ cmd_run() {
     mapfile -t args <<<"$vms"
     set -- "${args[@]}"
   fi
+  ensure_images "$@"
   exec "$VENV/bin/axvisor" run "$@"
 }
 
@@ -208,6 +232,7 @@ case "$command" in
   run) cmd_run "$@" ;;
   check) cmd_check "$@" ;;
   defconfig) cmd_defconfig ;;
+  images) cmd_images ;;
   build) cmd_build ;;
   clean) cmd_clean ;;
   help|-h|--help) usage ;;

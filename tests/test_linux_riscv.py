@@ -108,3 +108,52 @@ def test_two_vms_ping_each_other_over_the_socket_backend(images: dict[str, Path]
     finally:
         child.close(force=True)
     assert child.exitstatus == 0
+
+
+CUSTOM_INIT = """#!/bin/sh
+# An /init written here, not the project's: load the modules the builder listed, use the disk.
+export PATH=/bin
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+dir=/lib/modules/$(uname -r)
+for module in $(cat $dir/modules.load); do insmod $dir/$module; done
+i=0; while [ ! -e /dev/vda ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
+mount -t ext4 /dev/vda /mnt
+echo "custom: $(cat /mnt/hello.txt)"
+echo "from a custom init" > /mnt/custom.txt
+sync
+umount /mnt
+echo custom-done
+poweroff -f
+"""
+
+
+def test_a_config_and_initramfs_written_elsewhere_boot_and_use_the_disk(images: dict[str, Path],
+                                                                         tmp_path: Path) -> None:
+    init = tmp_path / "init.sh"
+    init.write_text(CUSTOM_INIT)
+    initramfs = tmp_path / "custom.cpio.gz"
+    subprocess.run([sys.executable, str(ROOT / "scripts" / "build-initramfs.py"), "--init", str(init),
+                    "--modules", "virtio_mmio,virtio_blk,ext4", "--output", str(initramfs)], check=True, timeout=600)
+    disk = tmp_path / "disk.ext4"
+    shutil.copy(images["disk"], disk)
+    cache = Path.home() / ".cache" / "axvisor" / "riscv64"
+    config = tmp_path / "custom.toml"
+    subprocess.run([sys.executable, "-m", "axvisor", "generate", "-a", "riscv64", "-n", "custom", "-i", "42",
+                    "-t", "2", "-k", str(cache / "linux" / "Image"), "-l", "0x80200000",
+                    "--bios-path", str(cache / "opensbi" / "fw_jump.bin"), "--bios-load-addr", "0x80000000",
+                    "--ramdisk-path", str(initramfs), "--ramdisk-load-addr", "0x84000000",
+                    "-m", "0x80000000:0x10000000", "--cmdline", "console=ttyS0", "--disk-path", str(disk),
+                    "--emu-device", "vblk,0x10008000,0x1000,8,0xe1", "--backend", "soft", "-O", str(config)],
+                   check=True, cwd=ROOT)
+    child = spawn(config)
+    try:
+        child.expect("custom: hello from the axvisor disk image")
+        child.expect("custom-done")
+        child.expect(pexpect.EOF, timeout=120)
+    finally:
+        child.close(force=True)
+    assert child.exitstatus == 0
+    dump = subprocess.run(["debugfs", "-R", "cat /custom.txt", str(disk)], capture_output=True, text=True)
+    assert dump.stdout.strip() == "from a custom init", dump.stderr

@@ -39,6 +39,14 @@ def parse_region(text: str) -> list[int]:
     return values + [0x7, 0][len(values) - 2:]
 
 
+def parse_device(text: str) -> list:
+    """NAME,BASE,LENGTH,IRQ,EMU_TYPE[,CFG...] for --emu-device."""
+    parts = text.split(",")
+    if len(parts) < 5 or not parts[0]:
+        raise argparse.ArgumentTypeError(f"expected NAME,BASE,LENGTH,IRQ,EMU_TYPE[,CFG...], got {text!r}")
+    return [parts[0], *(parse_int(part) for part in parts[1:5]), [parse_int(part) for part in parts[5:]]]
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-a", "--arch", required=True, choices=[arch.value for arch in Arch])
     parser.add_argument("-i", "--id", type=parse_int, default=0)
@@ -53,6 +61,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--backend", default="auto", choices=[kind.value for kind in BackendKind])
     parser.add_argument("-m", "--memory", type=parse_region, action="append", metavar="GPA:SIZE[:FLAGS[:MAP]]",
                         help="a memory region (repeatable); default 128 MiB at the architecture's RAM base")
+    for image in ("bios", "dtb", "ramdisk"):
+        parser.add_argument(f"--{image}-path")
+        parser.add_argument(f"--{image}-load-addr", type=parse_int)
+    parser.add_argument("--disk-path", help="the disk image of the first virtio-blk device")
+    parser.add_argument("--emu-device", type=parse_device, action="append", metavar="NAME,BASE,LEN,IRQ,TYPE[,CFG]",
+                        help="an emulated device (repeatable), as in [devices] emu_devices")
     parser.add_argument("-O", "--output", type=Path, help="file or folder to write (default: stdout)")
 
 
@@ -70,10 +84,15 @@ def generate(args: argparse.Namespace) -> str:
         "kernel": {"entry_point": args.kernel_load_addr if args.entry_point is None else args.entry_point,
                    "kernel_path": args.kernel_path, "kernel_load_addr": args.kernel_load_addr,
                    "image_location": args.image_location, "memory_regions": regions},
-        "devices": {"emu_devices": [], "passthrough_devices": []},
+        "devices": {"emu_devices": args.emu_device or [], "passthrough_devices": []},
     }
+    kernel = document["kernel"]
     if args.cmdline is not None:
-        document["kernel"]["cmdline"] = args.cmdline
+        kernel["cmdline"] = args.cmdline
+    for key in ("bios_path", "bios_load_addr", "dtb_path", "dtb_load_addr", "ramdisk_path", "ramdisk_load_addr",
+                "disk_path"):
+        if getattr(args, key) is not None:
+            kernel[key] = getattr(args, key)
     try:
         config: AxVMCrateConfig = config_from_dict(document, folder / "generated.toml")
     except ConfigError as error:
