@@ -88,3 +88,24 @@ def test_uboot_reset_restarts_the_vm() -> None:
     finally:
         child.close(force=True)
     assert child.exitstatus == 0
+
+
+def test_a_config_written_elsewhere_boots_the_same_images(tmp_path: Path) -> None:
+    """A config from `axvisor generate` (two harts, 256 MiB, its own id and name) boots the images."""
+    cache = Path.home() / ".cache" / "axvisor" / "riscv64"
+    config = tmp_path / "elsewhere.toml"
+    subprocess.run([sys.executable, "-m", "axvisor", "generate", "-a", "riscv64", "-n", "elsewhere", "-i", "9",
+                    "-c", "2", "-k", str(cache / "u-boot-qemu" / "qemu-riscv64_smode" / "u-boot.bin"),
+                    "-l", "0x80200000", "--bios-path", str(cache / "opensbi" / "fw_jump.bin"),
+                    "--bios-load-addr", "0x80000000", "-m", "0x80000000:0x10000000", "--backend", "soft",
+                    "-O", str(config)], check=True, cwd=ROOT)
+    child = spawn(config)
+    try:
+        child.expect(r"Platform HART Count\s+: 2")
+        child.expect(r"DRAM:\s+256 MiB")
+        stop_autoboot(child)
+        child.sendline("poweroff")
+        child.expect(pexpect.EOF)
+    finally:
+        child.close(force=True)
+    assert child.exitstatus == 0

@@ -7,24 +7,27 @@ boot TSS. 32-bit protected mode without paging (PVH entry): CS = 0x08, data = 0x
 
 from __future__ import annotations
 
-from axvcpu.x86 import Segment, X86VCpu
+from axvcpu.x86 import (
+    CR0_ET,
+    CR0_MP,
+    CR0_NE,
+    CR0_PE,
+    CR0_PG,
+    CR0_WP,
+    CR4_OSFXSR,
+    CR4_OSXMMEXCPT,
+    CR4_PAE,
+    EFER_LMA,
+    EFER_LME,
+    RFLAGS_FIXED,
+    Segment,
+    X86VCpu,
+)
 
 from . import layout
 from .segments import CODE32, CODE64, DATA, TSS64, SegmentSpec
 from .tables import TSS_SIZE
 
-CR0_PE = 1 << 0
-CR0_MP = 1 << 1
-CR0_ET = 1 << 4
-CR0_NE = 1 << 5
-CR0_WP = 1 << 16
-CR0_PG = 1 << 31
-CR4_PAE = 1 << 5
-CR4_OSFXSR = 1 << 9
-CR4_OSXMMEXCPT = 1 << 10
-EFER_LME = 1 << 8
-EFER_LMA = 1 << 10
-RFLAGS_RESERVED = 1 << 1
 GDT_ENTRIES = 8
 
 
@@ -39,7 +42,7 @@ def _common(vcpu: X86VCpu, boot_base: int) -> None:
     for name in ("ds", "es", "fs", "gs", "ss"):
         vcpu.set_segment(name, segment(DATA, layout.SEL_DATA))
     vcpu.set_segment("tr", segment(TSS64, layout.SEL_TSS, boot_base + layout.TSS, TSS_SIZE - 1))
-    vcpu.set_register("rflags", RFLAGS_RESERVED)
+    vcpu.set_register("rflags", RFLAGS_FIXED)
 
 
 def enter_long_mode(vcpu: X86VCpu, *, boot_base: int, entry: int, rsp: int, rsi: int = 0, rdi: int = 0) -> None:
