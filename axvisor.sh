@@ -12,7 +12,7 @@ TOOLS="$ROOT/.tools"
 HVCONFIG="$ROOT/.hvconfig.toml"
 # Debian packages the project needs on the host (installed by setup when running as root).
 APT_PACKAGES=(gcc libc6-dev linux-libc-dev binutils device-tree-compiler binutils-riscv64-linux-gnu
-              e2fsprogs iproute2 qemu-system-misc)
+              e2fsprogs iproute2 iputils-ping qemu-system-misc)
 
 say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 die() { printf 'axvisor.sh: %s\n' "$*" >&2; exit 2; }

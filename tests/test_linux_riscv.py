@@ -159,3 +159,43 @@ def test_a_config_and_initramfs_written_elsewhere_boot_and_use_the_disk(images: 
     assert child.exitstatus == 0
     dump = subprocess.run(["debugfs", "-R", "cat /custom.txt", str(disk)], capture_output=True, text=True)
     assert dump.stdout.strip() == "from a custom init", dump.stderr
+
+
+def test_a_vm_and_the_host_ping_over_tap_in_a_namespace(images: dict[str, Path], tmp_path: Path) -> None:
+    """The TAP backend end to end: the test makes a network namespace with a TAP interface at
+    10.0.3.1, runs the VM inside it, and the guest (10.0.3.2) and the host ping each other."""
+    if os.geteuid() != 0 or shutil.which("ip") is None or not Path("/dev/net/tun").exists():
+        pytest.skip("needs root, iproute2 and /dev/net/tun to make a namespace with a TAP interface")
+    namespace, tap = f"axv-vm-{os.getpid()}", "axvtap0"
+    text = (CONFIGS / "linuxnet-riscv64-virt-smp1.toml").read_text()
+    udp = 'netdevs = { net0 = "udp:127.0.0.1:5001:127.0.0.1:5002" }'
+    text = text.replace(udp, f'netdevs = {{ net0 = "tap:{tap}" }}')
+    text = text.replace("axvisor.ip=10.0.2.1/24", "axvisor.ip=10.0.3.2/24").replace('"~/', f'"{Path.home()}/')
+    config = tmp_path / "tap.toml"
+    config.write_text(text)
+
+    def ip(*args: str) -> None:
+        subprocess.run(["ip", *args], check=True, capture_output=True, timeout=30)
+
+    ip("netns", "add", namespace)
+    try:
+        ip("-n", namespace, "tuntap", "add", "dev", tap, "mode", "tap")
+        ip("-n", namespace, "addr", "add", "10.0.3.1/24", "dev", tap)
+        ip("-n", namespace, "link", "set", tap, "up")
+        child = pexpect.spawn("ip", ["netns", "exec", namespace, sys.executable, "-m", "axvisor", "run", str(config)],
+                              cwd=str(ROOT), timeout=BOOT_TIMEOUT, encoding="utf-8", codec_errors="replace")
+        try:
+            child.expect("axvisor-init: net: eth0 10.0.3.2/24")
+            child.expect_exact(SHELL)
+            out = shell(child, "ping -c 3 -W 5 10.0.3.1", timeout=120)
+            assert "3 packets received" in out, out
+            host = subprocess.run(["ip", "netns", "exec", namespace, "ping", "-c", "2", "-W", "5", "10.0.3.2"],
+                                  capture_output=True, text=True, timeout=60)
+            assert host.returncode == 0, host.stdout + host.stderr
+            child.send("\x01x")
+            child.expect(pexpect.EOF, timeout=120)
+        finally:
+            child.close(force=True)
+        assert child.exitstatus == 0
+    finally:
+        subprocess.run(["ip", "netns", "del", namespace], capture_output=True, timeout=30)
