@@ -7,6 +7,7 @@ one in order of preference (hardware first).
 
 from __future__ import annotations
 
+import logging
 import os
 import platform
 from collections.abc import Callable
@@ -15,6 +16,8 @@ from dataclasses import dataclass
 from axvm import Arch, AxVMCrateConfig, BackendKind, VmBackend
 
 from .errors import UserError
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -67,7 +70,19 @@ def _kvm_probe() -> str | None:
 def _kvm_factory(config: AxVMCrateConfig) -> VmBackend:
     from axvcpu.backends.kvm import KvmX86Backend
 
-    return KvmX86Backend()
+    backend = KvmX86Backend()
+    log.info("VM %s: KVM is %s", config.base.name, backend.kind)
+    return backend
+
+
+def kvm_kind() -> str | None:
+    """Hardware (vmx/svm) or PVM (software nested), when KVM is usable here; else None."""
+    if Arch.host() is not Arch.X86_64 or _kvm_probe() is not None:
+        return None
+    from axvcpu.backends.kvm import Kvm
+
+    with Kvm() as kvm:
+        return kvm.kind
 
 
 if Arch.host() is Arch.X86_64:

@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from axvm import AxVM, AxVMCrateConfig, ConfigError, load_config
 
 from . import generate as generate_cmd
-from .backends import REGISTRY, kvm_status, select_backend
+from .backends import REGISTRY, kvm_kind, kvm_status, select_backend
 from .console import ConsoleMux, pump_stdin, raw_terminal, vm_console_target
 from .errors import USAGE_EXIT_STATUS, UserError
 from .loaders import missing_images
@@ -74,6 +74,9 @@ def cmd_check(paths: Sequence[str]) -> int:
 def cmd_info() -> int:
     print(f"axvisor {_version()} on {platform.machine()} (Python {platform.python_version()})")
     print(f"kvm: {kvm_status()}")
+    kind = kvm_kind()
+    if kind is not None:
+        print(f"kvm kind: {kind}")
     if not REGISTRY:
         print("backends: none implemented yet")
     for entry in REGISTRY:

@@ -55,7 +55,8 @@ class RunningVm:
         self.threads.append(thread)
         thread.start()
 
-    def _fail(self, reason: str) -> None:
+    def fail(self, reason: str) -> None:
+        """End this VM with status 1 and ``reason`` (the first failure is the one reported)."""
         if self._failure is None:
             self._failure = reason
         self.vm.shutdown(1)
@@ -72,7 +73,7 @@ class RunningVm:
             self._vcpu_loop(vcpu_id)
         except Exception as error:  # a backend failure ends this VM, never the VMM
             log.exception("VM %s vCPU %d failed", self.vm.name, vcpu_id)
-            self._fail(f"vCPU {vcpu_id}: {type(error).__name__}: {error}")
+            self.fail(f"vCPU {vcpu_id}: {type(error).__name__}: {error}")
 
     def _vcpu_loop(self, vcpu_id: int) -> None:
         vm = self.vm
@@ -84,23 +85,23 @@ class RunningVm:
                     return
                 case Halt():
                     vm.vcpus[vcpu_id].arch.wait_for_interrupt(HALT_WAIT_SECONDS)
-                case CpuUp(target_cpu=target, entry_point=entry, arg=arg):
-                    self._start_secondary(target, int(entry), arg)
+                case CpuUp(target_cpu=target):
+                    self._start_secondary(target)
                 case FailEntry(hardware_entry_failure_reason=code, detail=detail):
-                    self._fail(f"vCPU {vcpu_id} could not run the guest: {detail or hex(code)}")
+                    self.fail(f"vCPU {vcpu_id} could not run the guest: {detail or hex(code)}")
                     return
                 case Unsupported(code=code, detail=detail):
-                    self._fail(f"vCPU {vcpu_id}: unhandled exit {code:#x} {detail}".rstrip())
+                    self.fail(f"vCPU {vcpu_id}: unhandled exit {code:#x} {detail}".rstrip())
                     return
                 case _:
-                    self._fail(f"vCPU {vcpu_id}: unhandled exit {exit_reason}")
+                    self.fail(f"vCPU {vcpu_id}: unhandled exit {exit_reason}")
                     return
 
-    def _start_secondary(self, vcpu_id: int, entry: int, arg: int) -> None:
+    def _start_secondary(self, vcpu_id: int) -> None:
+        """A backend reporting CpuUp has set the secondary's registers; it only needs a thread."""
         if not 0 <= vcpu_id < len(self.vm.vcpus) or vcpu_id in self._started:
             log.warning("VM %s: ignoring start of vCPU %d", self.vm.name, vcpu_id)
             return
-        del entry, arg  # architecture backends set the secondary's registers when they report CpuUp
         self.start_vcpu(vcpu_id)
 
     def wait(self) -> VmOutcome:
@@ -176,7 +177,7 @@ class VmSupervisor:
             for vcpu_id in (self._boot_vcpus(vm) if self._boot_vcpus else range(len(vm.vcpus))):
                 handle.start_vcpu(vcpu_id)
         except Exception as error:
-            handle._fail(f"boot: {error}")
+            handle.fail(f"boot: {error}")
         return handle.wait()
 
 
