@@ -14,7 +14,7 @@ import sys
 import threading
 from collections.abc import Callable, Sequence
 
-from axvm import AxVM, AxVMCrateConfig, ConfigError, load_config
+from axvm import AxVM, AxVMCrateConfig, ConfigError, VmBuildError, load_config
 
 from . import generate as generate_cmd
 from .backends import REGISTRY, kvm_kind, kvm_status, select_backend
@@ -103,7 +103,13 @@ def cmd_run(paths: Sequence[str]) -> int:
 
         def build(config: AxVMCrateConfig) -> AxVM:
             """Also rebuilds a VM after a guest reset (the supervisor hands back the same config)."""
-            return build_vm(config, select_backend(config).factory(config), mux.sink_for(label[id(config)]))
+            entry = select_backend(config)
+            try:
+                backend = entry.factory(config)
+            except (OSError, RuntimeError) as error:  # e.g. KVM_CREATE_VM refused by the host
+                what = f"VM {config.base.name!r}: starting the {entry.kind.value} backend"
+                raise VmBuildError(f"{what}: {error}") from None
+            return build_vm(config, backend, mux.sink_for(label[id(config)]))
 
         vms: list[AxVM] = []
         try:
@@ -169,6 +175,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (UserError, ConfigError) as error:
         print(error, file=sys.stderr)
         return USAGE_EXIT_STATUS
+    except VmBuildError as error:  # the host refused something (memory, a KVM call): name it, no traceback
+        print(f"axvisor: {error}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
 
