@@ -109,3 +109,20 @@ def test_a_config_written_elsewhere_boots_the_same_images(tmp_path: Path) -> Non
     finally:
         child.close(force=True)
     assert child.exitstatus == 0
+
+
+def test_fw_dynamic_finds_uboot_through_its_info_structure(tmp_path: Path) -> None:
+    """OpenSBI's FW_DYNAMIC build takes the next stage from struct fw_dynamic_info at a2."""
+    text = (CONFIGS / "uboot-riscv64-virt-smp1.toml").read_text().replace("fw_jump.bin", "fw_dynamic.bin")
+    config = tmp_path / "dynamic.toml"
+    config.write_text(text.replace('"~/', f'"{Path.home()}/').replace('"../../', f'"{ROOT}/'))
+    child = spawn(config)
+    try:
+        child.expect(r"Domain0 Next Address\s+: 0x0*80200000")
+        child.expect(r"Domain0 Next Mode\s+: S-mode")
+        stop_autoboot(child)
+        child.sendline("poweroff")
+        child.expect(pexpect.EOF)
+    finally:
+        child.close(force=True)
+    assert child.exitstatus == 0

@@ -38,6 +38,8 @@ DTB_ALIGN = 0x1000
 DTB_RESERVE = 0x20_0000
 """The DTB goes this far below the top of the first RAM region: out of the way of the kernel and
 initrd, where QEMU puts it too."""
+FW_DYNAMIC_INFO_GAP = 0x1000
+"""fw_dynamic_info sits one page below the device tree."""
 VIRTIO_TYPES = {EmuDeviceType.VirtioBlk, EmuDeviceType.VirtioNet, EmuDeviceType.VirtioConsole,
                 EmuDeviceType.VirtioRng}
 
@@ -107,9 +109,17 @@ class RiscvVirtMachine:
             first = min(vm.config.kernel.memory_regions, key=lambda region: region.gpa)
             dtb_addr = (first.end - DTB_RESERVE) & ~(DTB_ALIGN - 1)
             vm.addrspace.memory.write(GuestPhysAddr(dtb_addr), dtb)
+        info_addr = None
+        if kernel.bios_path is not None and "fw_dynamic" in kernel.bios_path.name:
+            # OpenSBI's FW_DYNAMIC firmware finds the next stage through a2 (struct fw_dynamic_info).
+            info_addr = dtb_addr - FW_DYNAMIC_INFO_GAP
+            info = layout.fw_dynamic_info(kernel.kernel_load_addr, layout.NEXT_MODE_S)
+            vm.addrspace.memory.write(GuestPhysAddr(info_addr), info)
         for vcpu in vm.vcpus:
             vcpu.set_register("a0", vcpu.id)
             vcpu.set_register("a1", dtb_addr)
+            if info_addr is not None:
+                vcpu.set_register("a2", info_addr)
 
     def _device_tree(self, vm: AxVM, plan: BootPlan) -> bytes:
         kernel = vm.config.kernel
