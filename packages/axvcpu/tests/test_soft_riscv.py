@@ -169,6 +169,33 @@ def test_ecall_from_u_delegated_by_medeleg_goes_to_the_s_handler(machines: list[
     assert m.reg("sstatus") & (1 << 8) == 0  # SPP = U
 
 
+@pytest.mark.parametrize(
+    ("priv", "a7", "a6", "announces"),
+    [
+        (1, 0x5246_4E43, 0, True),  # SBI RFENCE remote_fence_i
+        (1, 0x0048_534D, 0, True),  # SBI HSM hart_start
+        (1, 0x05, 0, True),  # legacy remote_fence_i
+        (1, 0x5246_4E43, 1, False),  # remote_sfence_vma: no code change
+        (1, 0x5449_4D45, 0, False),  # TIME set_timer
+        (0, 0x5246_4E43, 0, False),  # from U mode it is not an SBI call
+    ],
+)
+def test_sbi_calls_that_announce_new_code_make_every_hart_drop_translations(
+    machines: list[SoftMachine], priv: int, a7: int, a6: int, announces: bool
+) -> None:
+    m = build(machines, ECALL_PROGRAM)
+    m.run_until_halt()
+    before, flushes = m.backend.code_generation, m.vcpu.translation_flushes
+    m.vcpu.set_register("a7", a7)
+    m.vcpu.set_register("a6", a6)
+    m.vcpu.set_register("priv", priv)
+    m.vcpu.set_register("pc", m.sym("ecall_site"))
+    m.run_until_halt()
+    assert m.backend.code_generation == before + int(announces)
+    # Every hart, the caller included, compares generations between slices (here at its wfi).
+    assert m.vcpu.translation_flushes == flushes + int(announces)
+
+
 def test_ecall_from_s_is_not_delegated_by_the_u_bit(machines: list[SoftMachine]) -> None:
     m, _ = _ecall_from(machines, priv=1, medeleg=1 << 8)
     assert m.reg("priv") == 3 and m.reg("a1") == 9

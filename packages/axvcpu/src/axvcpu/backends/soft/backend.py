@@ -105,6 +105,9 @@ class SoftRiscvBackend:
         self.slice_instructions = slice_instructions
         self.mmio_exits = mmio_exits
         self.turns = TurnLock() if num_harts > 1 and not parallel else None
+        self.code_generation = 0
+        """Bumped when the guest announces code other harts must see (SBI remote fence.i, hart
+        start); each engine drops its translations when it sees a newer value."""
         self._t0_ns = time.monotonic_ns()
         self._stage2 = SoftStage2()
         self._irqs = [HartInterrupts(self.mtime, self._mtime_deadline) for _ in range(num_harts)]

@@ -81,6 +81,14 @@ from .riscv_trap import (
     interrupt_enabled,
 )
 
+PRIV_S = 1
+SBI_EXT_RFENCE = 0x5246_4E43  # "RFNC"
+SBI_RFENCE_FENCE_I = 0
+SBI_LEGACY_REMOTE_FENCE_I = 0x05
+SBI_EXT_HSM = 0x0048_534D  # "HSM"
+SBI_HSM_HART_START = 0
+_A6, _A7 = rc.UC_RISCV_REG_X16, rc.UC_RISCV_REG_X17
+
 if TYPE_CHECKING:
     from .backend import SoftRiscvBackend
 
@@ -148,6 +156,8 @@ class RiscvSoftVCpu(ArchVCpu):
         self._mmio_windows: list[tuple[int, int]] = []
         self._closed = False
         self._halted = False
+        self._parked_in_firmware = False  # the wfi that halted the hart ran in M mode
+        self._code_generation = backend.code_generation  # the last code change this engine has seen
         self.traps_entered = 0
         self.time_reads = 0
         self.translation_flushes = 0
@@ -318,6 +328,7 @@ class RiscvSoftVCpu(ArchVCpu):
         if (mip | m_pending) & mie:
             return Nothing()  # wfi falls through; the next run() takes the interrupt
         self._halted = True
+        self._parked_in_firmware = priv == PRIV_M
         return Halt()
 
     def _apply_lines(self) -> int:
@@ -326,18 +337,32 @@ class RiscvSoftVCpu(ArchVCpu):
         if s_set or s_clear:
             mip = self._regs.read_csr(_MIP)
             self._regs.write_csr(_MIP, (mip | s_set) & ~s_clear)
-        if self._halted and rose & (1 << IRQ_MSIP):
+        generation = self._backend.code_generation
+        woken_in_firmware = self._halted and self._parked_in_firmware and rose & (1 << IRQ_MSIP)
+        if generation != self._code_generation or woken_in_firmware:
+            self._code_generation = generation
             self.flush_translations()
         return m_pending
+
+    def _announces_new_code(self) -> bool:
+        """An SBI call after which other harts must run what RAM holds now: remote fence.i (RFENCE,
+        or legacy extension 5) or HSM hart_start. Per the SBI spec, a7 is the extension, a6 the
+        function."""
+        extension, function = self._regs.read_many(_A7, _A6)
+        return ((extension == SBI_EXT_RFENCE and function == SBI_RFENCE_FENCE_I)
+                or extension == SBI_LEGACY_REMOTE_FENCE_I
+                or (extension == SBI_EXT_HSM and function == SBI_HSM_HART_START))
 
     def flush_translations(self) -> None:
         """Drop the engine's translated code, so the hart next runs what RAM holds now.
 
         Each engine notices code changes only when it wrote them itself; code another hart or
-        the VMM wrote over pages this engine already ran stays stale until flushed. A parked
-        hart woken by an IPI is where that happens (SBI HSM hart_start into a freshly loaded
-        kernel, remote fence.i), so that wake-up flushes by itself; the VMM calls this after
-        writing code into a running guest.
+        the VMM wrote over pages this engine already ran stays stale until flushed. Guests say
+        when that happens: Linux follows new code with an SBI remote fence.i, and starts a hart
+        with SBI hart_start, so those calls bump the backend's code generation and every hart
+        flushes when it sees a newer one; a hart parked in firmware (M-mode wfi) and woken by an
+        IPI flushes too. Idle harts woken from S-mode wfi keep their code: flushing on every IPI
+        halved SMP boot speed. The VMM calls this after writing code into a running guest.
         """
         with self.engine_lock:
             self._check_open()
@@ -387,6 +412,8 @@ class RiscvSoftVCpu(ArchVCpu):
             tval = insn or 0
         elif intno == EXC_ECALL_U:
             cause = EXC_ECALL_U + priv  # unicorn reports every ecall as cause 8: U=8, S=9, M=11
+            if priv == PRIV_S and self._announces_new_code():
+                self._backend.code_generation += 1
         elif intno in _DATA_FAULTS:
             cause, tval = self._data_fault(pc, priv, intno)
         elif intno in _FETCH_FAULTS:
