@@ -94,9 +94,12 @@ def test_every_virtio_device_answers_with_the_magic_value(tmp_path: Path) -> Non
     assert host.links[0].closed
 
 
-def test_a_disk_needs_disk_path(tmp_path: Path) -> None:
+def test_a_disk_needs_disk_path_and_a_failed_build_releases_everything(tmp_path: Path) -> None:
+    backend, host = ScriptedBackend(), FakeHost()
     with pytest.raises(ConfigError, match=r"emu_devices\[0\].*kernel.disk_path"):
-        AxVM(config(tmp_path, disk=False), ScriptedBackend(), host=FakeHost())
+        AxVM(config(tmp_path, disk=False), backend, host=host)
+    assert backend.closed and backend.stage2.mappings == ()
+    assert [link.closed for link in host.links] == [True]  # the network link opened before the error
 
 
 def test_a_network_device_needs_its_netdev(tmp_path: Path) -> None:

@@ -71,7 +71,7 @@ class AxVM:
                 self._attach_devices()
         except BaseException:
             self._transition(VMState.STOPPED)
-            self.addrspace.clear()
+            self._release()
             raise
 
     # -- building ---------------------------------------------------------------------------
@@ -194,13 +194,17 @@ class AxVM:
             return
         self.shutdown()
         self._transition(VMState.STOPPING)
+        self._release()
+        self._transition(VMState.STOPPED)
+
+    def _release(self) -> None:
+        """Give back what the VM holds: vCPUs, host resources, guest memory, then the backend."""
         for vcpu in self.vcpus:
             vcpu.arch.close()
         for release in self._on_stop:
             release()
         self.addrspace.clear()  # unmaps from the backend's stage-2, so before the backend closes
         self.backend.close()
-        self._transition(VMState.STOPPED)
 
     # -- running --------------------------------------------------------------------------
 
