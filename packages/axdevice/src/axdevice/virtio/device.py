@@ -31,7 +31,7 @@ needs no lock of its own (and its modules import no ``threading``).
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from axaddrspace import AccessWidth, GuestMemoryError
@@ -188,3 +188,13 @@ class VirtioDevice(ABC):
     def deactivate(self) -> None:
         """Stop serving queues without telling the transport (it is the one asking)."""
         self._active = False
+
+
+def call_host_hook(hook: Callable[[], object] | None) -> None:
+    """Run a VMM hook (e.g. "the driver posted receive buffers"); its failure is never the guest's."""
+    if hook is None:
+        return
+    try:
+        hook()
+    except Exception:
+        pass  # the VMM's wake-up hook failing is no reason to fail the guest

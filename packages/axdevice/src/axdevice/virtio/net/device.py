@@ -27,7 +27,7 @@ from axaddrspace import GuestMemoryError
 
 from ...types import EmuDeviceType
 from ..constants import VIRTIO_F_EVENT_IDX, VIRTIO_F_INDIRECT_DESC, VIRTIO_F_VERSION_1, DeviceId, bit
-from ..device import VirtioDevice
+from ..device import VirtioDevice, call_host_hook
 from ..queue import QueueError
 from .backend import NetBackend
 from .request import MAX_FRAME_SIZE, rx_fill, tx_frame
@@ -121,11 +121,7 @@ class VirtioNet(VirtioDevice):
 
     def queue_notify(self, index: int) -> None:
         if index == RECEIVEQ:
-            if self._on_rx_buffers is not None:
-                try:
-                    self._on_rx_buffers()
-                except Exception:
-                    pass  # the VMM's wake-up hook failing is no reason to fail the guest
+            call_host_hook(self._on_rx_buffers)
             return
         queue = self.queue(TRANSMITQ)
         served = False
