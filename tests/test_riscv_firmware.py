@@ -3,8 +3,10 @@ at the console: banner, prompt, typed commands, reset and power-off."""
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pexpect
@@ -21,9 +23,27 @@ def debian_firmware() -> None:
                    timeout=1200)
 
 
-def spawn(config: Path) -> pexpect.spawn:
-    return pexpect.spawn(sys.executable, ["-m", "axvisor", "run", str(config)], cwd=str(ROOT), timeout=120,
-                         encoding="utf-8", codec_errors="replace")
+@contextlib.contextmanager
+def vmm(config: Path) -> Iterator[pexpect.spawn]:
+    """`axvisor run CONFIG` at a pseudo-terminal; once the body is done, it must have exited with 0."""
+    child = pexpect.spawn(sys.executable, ["-m", "axvisor", "run", str(config)], cwd=str(ROOT), timeout=120,
+                          encoding="utf-8", codec_errors="replace")
+    try:
+        yield child
+    finally:
+        child.close(force=True)
+    assert child.exitstatus == 0, f"{config.name}: axvisor exited with {child.exitstatus}"
+
+
+def power_off(child: pexpect.spawn) -> None:
+    """`poweroff` at U-Boot's prompt ends the VMM."""
+    child.sendline("poweroff")
+    child.expect(pexpect.EOF)
+
+
+def quit_console(child: pexpect.spawn) -> None:
+    child.send("\x01x")
+    child.expect(pexpect.EOF)
 
 
 def stop_autoboot(child: pexpect.spawn) -> None:
@@ -33,8 +53,7 @@ def stop_autoboot(child: pexpect.spawn) -> None:
 
 
 def test_opensbi_banner_lists_the_platform_devices() -> None:
-    child = spawn(CONFIGS / "opensbi-riscv64-virt-smp1.toml")
-    try:
+    with vmm(CONFIGS / "opensbi-riscv64-virt-smp1.toml") as child:
         child.expect("OpenSBI v")
         child.expect(r"Platform Name\s+: riscv-virtio,qemu")
         child.expect(r"Platform HART Count\s+: 1")
@@ -43,17 +62,12 @@ def test_opensbi_banner_lists_the_platform_devices() -> None:
         child.expect(r"Platform Console Device\s+: uart8250")
         child.expect(r"Platform Shutdown Device\s+: syscon-poweroff")
         child.expect(r"Boot HART Base ISA\s+: rv64imafdc")
-        child.send("\x01x")
-        child.expect(pexpect.EOF)
-    finally:
-        child.close(force=True)
-    assert child.exitstatus == 0
+        quit_console(child)
 
 
 @pytest.mark.parametrize("config,harts", [("uboot-riscv64-virt-smp1.toml", 1), ("uboot-riscv64-virt-smp4.toml", 4)])
 def test_uboot_runs_typed_commands_and_powers_off(config: str, harts: int) -> None:
-    child = spawn(CONFIGS / config)
-    try:
+    with vmm(CONFIGS / config) as child:
         child.expect(rf"Platform HART Count\s+: {harts}")
         stop_autoboot(child)
         child.sendline("version")
@@ -69,25 +83,16 @@ def test_uboot_runs_typed_commands_and_powers_off(config: str, harts: int) -> No
             for hart in range(harts):
                 child.expect(rf"{hart}: cpu@{hart}\s+riscv")
             child.expect_exact(PROMPT)
-        child.sendline("poweroff")
-        child.expect(pexpect.EOF)
-    finally:
-        child.close(force=True)
-    assert child.exitstatus == 0
+        power_off(child)
 
 
 def test_uboot_reset_restarts_the_vm() -> None:
-    child = spawn(CONFIGS / "uboot-riscv64-virt-smp1.toml")
-    try:
+    with vmm(CONFIGS / "uboot-riscv64-virt-smp1.toml") as child:
         stop_autoboot(child)
         child.sendline("reset")
         child.expect("OpenSBI v")  # the firmware starts again from the top
         stop_autoboot(child)
-        child.sendline("poweroff")
-        child.expect(pexpect.EOF)
-    finally:
-        child.close(force=True)
-    assert child.exitstatus == 0
+        power_off(child)
 
 
 def test_a_config_written_elsewhere_boots_the_same_images(tmp_path: Path) -> None:
@@ -99,16 +104,11 @@ def test_a_config_written_elsewhere_boots_the_same_images(tmp_path: Path) -> Non
                     "-l", "0x80200000", "--bios-path", str(cache / "opensbi" / "fw_jump.bin"),
                     "--bios-load-addr", "0x80000000", "-m", "0x80000000:0x10000000", "--backend", "soft",
                     "-O", str(config)], check=True, cwd=ROOT)
-    child = spawn(config)
-    try:
+    with vmm(config) as child:
         child.expect(r"Platform HART Count\s+: 2")
         child.expect(r"DRAM:\s+256 MiB")
         stop_autoboot(child)
-        child.sendline("poweroff")
-        child.expect(pexpect.EOF)
-    finally:
-        child.close(force=True)
-    assert child.exitstatus == 0
+        power_off(child)
 
 
 def test_fw_dynamic_finds_uboot_through_its_info_structure(tmp_path: Path) -> None:
@@ -116,13 +116,8 @@ def test_fw_dynamic_finds_uboot_through_its_info_structure(tmp_path: Path) -> No
     text = (CONFIGS / "uboot-riscv64-virt-smp1.toml").read_text().replace("fw_jump.bin", "fw_dynamic.bin")
     config = tmp_path / "dynamic.toml"
     config.write_text(text.replace('"~/', f'"{Path.home()}/').replace('"../../', f'"{ROOT}/'))
-    child = spawn(config)
-    try:
+    with vmm(config) as child:
         child.expect(r"Domain0 Next Address\s+: 0x0*80200000")
         child.expect(r"Domain0 Next Mode\s+: S-mode")
         stop_autoboot(child)
-        child.sendline("poweroff")
-        child.expect(pexpect.EOF)
-    finally:
-        child.close(force=True)
-    assert child.exitstatus == 0
+        power_off(child)
