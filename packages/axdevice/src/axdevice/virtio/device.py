@@ -198,3 +198,12 @@ def call_host_hook(hook: Callable[[], object] | None) -> None:
         hook()
     except Exception:
         pass  # the VMM's wake-up hook failing is no reason to fail the guest
+
+
+def restore_counters(device: object, state: object, names: tuple[str, ...]) -> None:
+    """Copy saved counters onto a device; a saved value that is not a count is rejected, naming it."""
+    for name in names:
+        value = getattr(state, name)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise ValueError(f"{type(state).__name__}.{name} = {value!r} is not a count")
+        setattr(device, name, value)

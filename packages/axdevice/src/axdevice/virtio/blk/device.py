@@ -19,7 +19,7 @@ import struct
 
 from ...types import EmuDeviceType
 from ..constants import VIRTIO_F_EVENT_IDX, VIRTIO_F_INDIRECT_DESC, VIRTIO_F_VERSION_1, DeviceId, bit
-from ..device import DEFAULT_QUEUE_MAX_SIZE, VirtioDevice
+from ..device import DEFAULT_QUEUE_MAX_SIZE, VirtioDevice, restore_counters
 from .backend import BlockBackend, supports_discard, supports_write_zeroes
 from .request import MAX_DWZ_SECTORS, MAX_DWZ_SEGMENTS, S_IOERR, S_UNSUPP, SECTOR_SIZE, Disk, handle_request
 from .state import VirtioBlkState
@@ -90,11 +90,7 @@ class VirtioBlk(VirtioDevice):
                 f"saved virtio-blk had {state.capacity_sectors} sectors (read_only={state.read_only}), "
                 f"the backend has {device.disk.capacity_sectors} (read_only={device.disk.read_only})"
             )
-        for name in ("requests", "io_errors", "unsupported"):
-            value = getattr(state, name)
-            if not isinstance(value, int) or value < 0:
-                raise ValueError(f"VirtioBlkState.{name} = {value!r} is not a count")
-            setattr(device, name, value)
+        restore_counters(device, state, ("requests", "io_errors", "unsupported"))
         return device
 
     def state(self) -> VirtioBlkState:

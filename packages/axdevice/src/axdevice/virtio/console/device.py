@@ -22,7 +22,7 @@ from axaddrspace import GuestMemoryError
 
 from ...types import EmuDeviceType
 from ..constants import VIRTIO_F_EVENT_IDX, VIRTIO_F_INDIRECT_DESC, VIRTIO_F_VERSION_1, DeviceId, bit
-from ..device import VirtioDevice, call_host_hook
+from ..device import VirtioDevice, call_host_hook, restore_counters
 from ..queue import QueueError
 from .request import receive, transmit
 from .state import VirtioConsoleState
@@ -58,11 +58,7 @@ class VirtioConsole(VirtioDevice):
         on_rx_buffers: Callable[[], object] | None = None,
     ) -> VirtioConsole:
         device = cls(output, on_rx_buffers)
-        for name in ("bytes_sent", "lost_output_bytes", "bytes_received"):
-            value = getattr(state, name)
-            if not isinstance(value, int) or value < 0:
-                raise ValueError(f"VirtioConsoleState.{name} = {value!r} is not a count")
-            setattr(device, name, value)
+        restore_counters(device, state, ("bytes_sent", "lost_output_bytes", "bytes_received"))
         return device
 
     def state(self) -> VirtioConsoleState:

@@ -27,7 +27,7 @@ from axaddrspace import GuestMemoryError
 
 from ...types import EmuDeviceType
 from ..constants import VIRTIO_F_EVENT_IDX, VIRTIO_F_INDIRECT_DESC, VIRTIO_F_VERSION_1, DeviceId, bit
-from ..device import VirtioDevice, call_host_hook
+from ..device import VirtioDevice, call_host_hook, restore_counters
 from ..queue import QueueError
 from .backend import NetBackend
 from .request import MAX_FRAME_SIZE, rx_fill, tx_frame
@@ -75,11 +75,7 @@ class VirtioNet(VirtioDevice):
     ) -> VirtioNet:
         device = cls(backend, state.mac, on_rx_buffers)
         device.link_up = bool(state.link_up)
-        for name in ("tx_frames", "tx_dropped", "tx_errors", "rx_frames", "rx_dropped"):
-            value = getattr(state, name)
-            if not isinstance(value, int) or value < 0:
-                raise ValueError(f"VirtioNetState.{name} = {value!r} is not a count")
-            setattr(device, name, value)
+        restore_counters(device, state, ("tx_frames", "tx_dropped", "tx_errors", "rx_frames", "rx_dropped"))
         return device
 
     def state(self) -> VirtioNetState:

@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 from ...types import EmuDeviceType
 from ..constants import VIRTIO_F_EVENT_IDX, VIRTIO_F_INDIRECT_DESC, VIRTIO_F_VERSION_1, DeviceId, bit
-from ..device import VirtioDevice
+from ..device import VirtioDevice, restore_counters
 from .request import fill
 from .state import VirtioRngState
 
@@ -35,11 +35,7 @@ class VirtioRng(VirtioDevice):
     @classmethod
     def from_state(cls, state: VirtioRngState, source: Callable[[int], bytes]) -> VirtioRng:
         device = cls(source)
-        for name in ("bytes_served", "source_failures"):
-            value = getattr(state, name)
-            if not isinstance(value, int) or value < 0:
-                raise ValueError(f"VirtioRngState.{name} = {value!r} is not a count")
-            setattr(device, name, value)
+        restore_counters(device, state, ("bytes_served", "source_failures"))
         return device
 
     def state(self) -> VirtioRngState:
