@@ -104,3 +104,12 @@ def test_version_and_info_as_a_process() -> None:
     assert version.returncode == 0 and version.stdout.startswith("axvisor 0.1.0")
     info = subprocess.run([sys.executable, "-m", "axvisor", "info"], capture_output=True, text=True)
     assert info.returncode == 0 and "kvm: /dev/kvm" in info.stdout
+
+
+def test_check_names_a_bad_netdev_spec(tmp_path, capsys) -> None:
+    text = CONFIG.replace('emu_devices = [["test", 0x10_0000, 0x1000, 0, 0x82, []]]',
+                          'emu_devices = [["net0", 0x1000_1000, 0x1000, 1, 0xE2, []]]\nnetdevs = { net0 = "tcp:x" }')
+    path = write(tmp_path, text)
+    assert main(["check", str(path)]) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith(f"{path}: devices.netdevs.net0: ") and "tap:IFNAME" in line

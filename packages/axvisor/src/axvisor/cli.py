@@ -21,6 +21,7 @@ from .backends import REGISTRY, kvm_kind, kvm_status, select_backend
 from .console import ConsoleMux, pump_stdin, raw_terminal, vm_console_target
 from .errors import USAGE_EXIT_STATUS, UserError
 from .loaders import missing_images
+from .net.spec import parse_netdev_spec
 from .vmm import VmOutcome, build_vm, start_vms, summarise
 
 
@@ -60,6 +61,11 @@ def cmd_check(paths: Sequence[str]) -> int:
             print(error, file=sys.stderr)
             failed = True
             continue
+        bad_netdevs = netdev_problems(config)
+        if bad_netdevs:
+            print("\n".join(bad_netdevs), file=sys.stderr)
+            failed = True
+            continue
         for warning in [*config.warnings, *missing_images(config)]:
             print(f"warning: {warning}", file=sys.stderr)
         base, kernel = config.base, config.kernel
@@ -69,6 +75,17 @@ def cmd_check(paths: Sequence[str]) -> int:
               f"{len(config.devices.emu_devices)} emulated device(s), entry {kernel.entry_point:#x}, "
               f"backend {base.backend.value}")
     return USAGE_EXIT_STATUS if failed else 0
+
+
+def netdev_problems(config: AxVMCrateConfig) -> list[str]:
+    """One line per ``[devices] netdevs`` entry that is not a netdev spec (checked without opening it)."""
+    problems = []
+    for name, spec in config.devices.netdevs:
+        try:
+            parse_netdev_spec(spec)
+        except ValueError as error:
+            problems.append(f"{config.origin}: devices.netdevs.{name}: {error}")
+    return problems
 
 
 def cmd_info() -> int:

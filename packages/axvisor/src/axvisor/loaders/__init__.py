@@ -22,9 +22,10 @@ def load_guest(config: AxVMCrateConfig, memory: GuestMemory, host_decompress: bo
     if config.base.arch is Arch.X86_64:
         return load_x86_kernel(config, memory, kernel, host_decompress)
     write_image(config, memory, "kernel.kernel_path", config.kernel.kernel_load_addr, kernel)
-    entry = config.kernel.bios_load_addr if config.kernel.bios_path is not None else config.kernel.entry_point
-    return BootPlan(entry or config.kernel.entry_point, "firmware" if config.kernel.bios_path else "raw",
-                    cmdline=(config.kernel.cmdline or "").encode())
+    cmdline = (config.kernel.cmdline or "").encode()
+    if config.kernel.bios_load_addr is not None and config.kernel.bios_path is not None:
+        return BootPlan(config.kernel.bios_load_addr, "firmware", cmdline=cmdline)  # firmware runs first
+    return BootPlan(config.kernel.entry_point, "raw", cmdline=cmdline)
 
 
 __all__ = ["image_list", "load_guest", "missing_images", "write_image"]
