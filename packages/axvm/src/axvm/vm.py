@@ -14,7 +14,7 @@ import threading
 from collections.abc import Callable, Iterator
 
 from axaddrspace import AddrSpace, GuestPhysAddr, MappingFlags
-from axdevice import DeviceOverlapError, Uart16550, VirtioConsole
+from axdevice import BaseDeviceOps, DeviceOverlapError, Uart16550, VirtioConsole
 from axvcpu import AxVCpuExitReason, SystemDown, VCpu, VCpuState
 
 from .backend import VmBackend
@@ -129,7 +129,7 @@ class AxVM:
         if problems:
             raise ConfigError(problems)
 
-    def _place(self, device, bus: str) -> None:
+    def _place(self, device: BaseDeviceOps, bus: str) -> None:
         if bus == "mmio":
             device_range = device.address_range
             for area in self.addrspace.areas:
