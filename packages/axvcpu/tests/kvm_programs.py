@@ -111,6 +111,13 @@ HANDLER_OUT_I = bytes.fromhex(
 
 SPIN = bytes.fromhex("eb fe")  # jmp .
 
+COUNTER = 0x3_8000
+"""Where COUNT_IN_MEMORY counts: past the TSS and its I/O bitmap, a page nothing else uses."""
+COUNT_IN_MEMORY = bytes.fromhex(
+    "48 ff 04 25 00 80 03 00"  # inc qword [0x38000]  <-+
+    "eb f6"  # jmp back to inc ------------------------------+
+)
+
 COUNT_DOWN_RCX = bytes.fromhex(
     "48 ff c9"  # dec rcx
     "75 fb"  # jnz back to dec
