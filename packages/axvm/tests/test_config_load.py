@@ -163,3 +163,12 @@ def test_dump_round_trips(tmp_path: Path) -> None:
     config = load_config(file)
     again = config_from_dict(config_to_dict(config, relative_to=tmp_path), file)
     assert again.base == config.base and again.kernel == config.kernel and again.devices == config.devices
+
+
+def test_a_directory_or_binary_file_is_one_line(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="is a directory; expected a VM config file"):
+        load_config(tmp_path)
+    binary = tmp_path / "vm.toml"
+    binary.write_bytes(b"\xff\xfe\x00")
+    with pytest.raises(ConfigError, match="is not UTF-8 text"):
+        load_config(binary)

@@ -61,8 +61,12 @@ def load_config(path: str | Path) -> AxVMCrateConfig:
         text = file.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError([ConfigProblem(file, "", "no such file; expected a VM config (.toml)")]) from None
-    except (OSError, UnicodeDecodeError) as error:
-        raise ConfigError([ConfigProblem(file, "", f"cannot read: {error}")]) from None
+    except IsADirectoryError:
+        raise ConfigError([ConfigProblem(file, "", "is a directory; expected a VM config file (.toml)")]) from None
+    except OSError as error:
+        raise ConfigError([ConfigProblem(file, "", f"cannot read: {error.strerror}")]) from None
+    except UnicodeDecodeError:
+        raise ConfigError([ConfigProblem(file, "", "is not UTF-8 text; expected a VM config (.toml)")]) from None
     return parse_config(text, file)
 
 
