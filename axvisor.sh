@@ -130,6 +130,8 @@ cmd_test() {
   if "$VENV/bin/lint-imports" --no-cache; then summary+=("layering: kept"); else summary+=("layering: BROKEN"); status=1; fi
   say "ruff"
   if "$VENV/bin/ruff" check --quiet $(ls -d packages tests benches scripts 2>/dev/null); then summary+=("ruff: clean"); else summary+=("ruff: problems"); status=1; fi
+  say "types (mypy, configured in pyproject.toml)"
+  if "$VENV/bin/mypy"; then summary+=("types: clean"); else summary+=("types: problems"); status=1; fi
   say "summary"
   printf '  %s\n' "${summary[@]}"
   return $status

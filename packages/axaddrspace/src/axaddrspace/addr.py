@@ -28,14 +28,14 @@ class _Address(int):
             raise AddressOverflowError(f"{cls.__name__} {value:#x} is outside 0..2^64-1")
         return super().__new__(cls, value)
 
-    def __add__(self: _A, offset: int) -> _A:  # type: ignore[override]
+    def __add__(self: _A, offset: int) -> _A:
         if isinstance(offset, _Address):
             raise TypeError(f"cannot add two addresses ({type(self).__name__} + {type(offset).__name__})")
         return type(self)(int(self) + offset)
 
     __radd__ = __add__
 
-    def __sub__(self, other: int) -> int:  # type: ignore[override]
+    def __sub__(self, other: int) -> int:
         if isinstance(other, _Address):
             if type(other) is not type(self):
                 raise TypeError(f"cannot subtract {type(other).__name__} from {type(self).__name__}")

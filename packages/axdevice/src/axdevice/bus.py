@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 from bisect import bisect_right
-from typing import ClassVar, Generic, TypeVar
+from typing import ClassVar, Generic, TypeVar, cast
 
 from axaddrspace import AccessWidth, AddrRange, InclusiveRange
 
@@ -74,7 +74,7 @@ class _Bus(Generic[_R]):
                 f"{self.name} bus needs a {self._range_type.__name__}, "
                 f"{type(device).__name__} has {type(rng).__name__} {rng!r}"
             )
-        start, end = rng.start, self._exclusive_end(rng)
+        start, end = rng.start, self._exclusive_end(cast(_R, rng))  # the isinstance above checked it
         if start == end:
             raise ValueError(f"{_describe(device, rng)} has an empty range")
         i = bisect_right(self._starts, start)

@@ -137,6 +137,8 @@ def _modem_status(mcr: int) -> int:
 class Uart16550:
     """The UART's registers; bytes leave through ``output``, interrupts through ``irq``."""
 
+    lost_output_bytes: int  # bytes the output sink refused; set by _load, kept across reset
+
     def __init__(self, irq: IrqLine, output: Callable[[bytes], object] | None = None) -> None:
         self._irq = irq
         self._output = output

@@ -22,7 +22,7 @@ from .console import ConsoleMux, pump_stdin, raw_terminal, vm_console_target
 from .errors import USAGE_EXIT_STATUS, UserError
 from .loaders import missing_images
 from .net.spec import parse_netdev_spec
-from .vmm import VmOutcome, build_vm, start_vms, summarise
+from .vmm import VmOutcome, VmSupervisor, build_vm, start_vms, summarise
 
 
 class _Parser(argparse.ArgumentParser):
@@ -147,7 +147,11 @@ def run_with_console(vms: list[AxVM], mux: ConsoleMux, build: Callable[[AxVMCrat
     """Run the VMs; the terminal follows one VM at a time (Ctrl-A n), the others go to log files."""
     supervisors = start_vms(vms, rebuild=build)
     for name, supervisor in zip(mux.names, supervisors, strict=True):
-        mux.set_target(name, vm_console_target(lambda s=supervisor: s.vm))
+
+        def current_vm(s: VmSupervisor = supervisor) -> AxVM:  # bound now: the loop moves on
+            return s.vm
+
+        mux.set_target(name, vm_console_target(current_vm))
         if len(supervisors) > 1:  # say on the terminal (and in its log) when a VM ends
             threading.Thread(target=lambda n=name, s=supervisor: mux.mark_ended(n, s.join().reason),
                              daemon=True, name=f"{name}-end").start()

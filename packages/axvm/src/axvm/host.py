@@ -27,8 +27,14 @@ class HostNetLink(Protocol):
     def close(self) -> None: ...
 
 
+class HostDisk(BlockBackend, Protocol):
+    """A disk the VM opened for a virtio-blk device; the VM closes it when it stops."""
+
+    def close(self) -> None: ...
+
+
 class HostResources(Protocol):
-    def open_disk(self, path: Path, read_only: bool) -> BlockBackend: ...
+    def open_disk(self, path: Path, read_only: bool) -> HostDisk: ...
 
     def open_netdev(self, spec: str) -> HostNetLink: ...
 
@@ -42,7 +48,7 @@ class NoHostNetwork(ValueError):
 class LocalHost:
     """Disks are files, entropy is os.urandom, and there is no network unless a VMM adds one."""
 
-    def open_disk(self, path: Path, read_only: bool) -> BlockBackend:
+    def open_disk(self, path: Path, read_only: bool) -> HostDisk:
         return RawFileBackend(path, read_only=read_only)
 
     def open_netdev(self, spec: str) -> HostNetLink:

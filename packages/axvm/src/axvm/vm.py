@@ -13,7 +13,7 @@ import logging
 import threading
 from collections.abc import Callable, Iterator
 
-from axaddrspace import AddrSpace, GuestPhysAddr, MappingFlags
+from axaddrspace import AddrRange, AddrSpace, GuestPhysAddr, MappingFlags
 from axdevice import BaseDeviceOps, DeviceOverlapError, Uart16550, VirtioConsole
 from axvcpu import AxVCpuExitReason, SystemDown, VCpu, VCpuState
 
@@ -130,8 +130,8 @@ class AxVM:
             raise ConfigError(problems)
 
     def _place(self, device: BaseDeviceOps, bus: str) -> None:
-        if bus == "mmio":
-            device_range = device.address_range
+        device_range = device.address_range
+        if bus == "mmio" and isinstance(device_range, AddrRange):  # any other kind is refused by the bus
             for area in self.addrspace.areas:
                 if area.range.overlaps(device_range):
                     raise DeviceConfigError(f"MMIO range {device_range} overlaps guest RAM {area.range}")

@@ -39,6 +39,7 @@ def parse_elf(data: bytes) -> ElfImage:
     # pyelftools takes a seventh of a second to import: only ELF images pay for it.
     from elftools.common.exceptions import ELFError
     from elftools.elf.elffile import ELFFile
+    from elftools.elf.segments import NoteSegment
 
     try:
         elf = ELFFile(io.BytesIO(data))
@@ -48,9 +49,10 @@ def parse_elf(data: bytes) -> ElfImage:
         for segment in elf.iter_segments():
             if segment["p_type"] == "PT_LOAD" and segment["p_memsz"]:
                 segments.append((segment["p_paddr"], segment.data(), segment["p_memsz"]))
-            elif segment["p_type"] == "PT_NOTE":
+            elif isinstance(segment, NoteSegment):  # what pyelftools makes of every PT_NOTE
                 for note in segment.iter_notes():
-                    if note["n_name"] == "Xen" and note["n_type"] == XEN_ELFNOTE_PHYS32_ENTRY:
+                    n_type: object = note["n_type"]  # a name for types pyelftools knows, else the int (Xen's)
+                    if note["n_name"] == "Xen" and n_type == XEN_ELFNOTE_PHYS32_ENTRY:
                         desc = note["n_descdata"]
                         pvh_entry = struct.unpack_from("<I" if len(desc) == 4 else "<Q", desc)[0]
                     elif note["n_name"] == "Linux":

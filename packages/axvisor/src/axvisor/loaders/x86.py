@@ -9,7 +9,7 @@ from __future__ import annotations
 from axaddrspace import GuestMemory, GuestPhysAddr
 from axvm import AxVMCrateConfig
 from axvm.machine import BootPlan
-from axvm.machines.x86 import boot_params, e820_map, layout, minimal_setup_header
+from axvm.machines.x86 import E820Entry, boot_params, e820_map, layout, minimal_setup_header
 from axvm.machines.x86.pvh import start_info
 
 from ..errors import UserError
@@ -40,7 +40,7 @@ def _boot_base(config: AxVMCrateConfig) -> int:
     return min(region.gpa for region in config.kernel.memory_regions)
 
 
-def _e820(config: AxVMCrateConfig):
+def _e820(config: AxVMCrateConfig) -> list[E820Entry]:
     return e820_map([(r.gpa, r.size) for r in config.kernel.memory_regions])
 
 

@@ -61,7 +61,7 @@ class DgramBackend(FrameLink):
     @property
     def bound_address(self) -> tuple:
         """The local address as bound (the kernel's port when ``local`` asked for port 0)."""
-        return self._sock.getsockname()
+        return tuple(self._sock.getsockname())
 
     def _recv(self) -> bytes | None:
         data, source = self._sock.recvfrom(READ_SIZE)

@@ -58,7 +58,7 @@ class FieldReader:
         if kind is int and isinstance(value, bool) or not isinstance(value, kind):
             self.problem(path, f"expected {_TYPE_NAMES[kind]}, got {describe(value)}")
             return None
-        return value  # type: ignore[return-value]
+        return value
 
     def uint(self, table: dict[str, Any], key: str, path: str, required: bool = True, minimum: int = 0,
              maximum: int = (1 << 64) - 1) -> int | None:

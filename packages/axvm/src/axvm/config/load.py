@@ -186,9 +186,10 @@ def _read_memory_regions(reader: FieldReader, table: dict[str, Any]) -> tuple[Vm
 
 def _memory_region(reader: FieldReader, key: str, fields: dict[str, Any]) -> VmMemConfig | None:
     values = {name: reader.check_type(fields.get(name, 0), f"{key}.{name}", int) for name in MEM_FIELDS}
-    if None in values.values():
+    ints = [value for value in values.values() if value is not None]  # in MEM_FIELDS order
+    if len(ints) != len(MEM_FIELDS):
         return None
-    gpa, size, flags, map_type = (values[name] for name in MEM_FIELDS)
+    gpa, size, flags, map_type = ints
     ok = True
     if size <= 0 or gpa % PAGE_SIZE or size % PAGE_SIZE or gpa + size > 1 << 64:
         reader.problem(key, f"expected a non-empty, 4 KiB aligned region inside 64 bits, got gpa {gpa:#x} "
@@ -272,7 +273,7 @@ def _emu_device(reader: FieldReader, path: str, fields: dict[str, Any]) -> Emula
     if checked["length"] <= 0 or checked["base_gpa"] < 0 or checked["irq_id"] < 0:
         reader.problem(path, "expected base_gpa >= 0, length > 0 and irq_id >= 0")
         return None
-    return EmulatedDeviceConfig(**{**checked, "cfg_list": tuple(cfg)})  # type: ignore[arg-type]
+    return EmulatedDeviceConfig(**{**checked, "cfg_list": tuple(cfg)})
 
 
 def _passthrough_device(reader: FieldReader, path: str, fields: dict[str, Any]) -> PassThroughDeviceConfig | None:

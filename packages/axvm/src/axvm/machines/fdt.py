@@ -16,6 +16,7 @@ import io
 import string
 from collections.abc import Iterable
 from struct import pack, unpack
+from typing import TypeAlias
 
 from pyfdt.pyfdt import (
     Fdt,
@@ -31,7 +32,7 @@ U32_MAX = 0xFFFF_FFFF
 U64_MAX = (1 << 64) - 1
 _PRINTABLE = frozenset(string.printable) - {"\r", "\n"}  # what pyfdt accepts in a string value
 
-Item = FdtNode | FdtProperty
+Item: TypeAlias = FdtNode | FdtProperty
 
 
 def node(name: str, *items: Item) -> FdtNode:

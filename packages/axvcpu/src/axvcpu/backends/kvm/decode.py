@@ -49,7 +49,7 @@ VMX_ENTRY_FAILURES = {33: "invalid guest state", 34: "MSR loading", 41: "machine
 
 def constant_names(lib: Any, prefix: str, exclude: tuple[str, ...] = ()) -> dict[int, str]:
     """Map the values of the header constants starting with ``prefix`` to their names."""
-    names = {}
+    names: dict[int, str] = {}
     for name in dir(lib):
         if name.startswith(prefix) and name not in exclude:
             names.setdefault(int(getattr(lib, name)), name)

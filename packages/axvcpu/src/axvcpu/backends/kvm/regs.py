@@ -97,7 +97,8 @@ class RegisterCache:
         if name not in _SEGMENTS:
             raise KeyError(f"unknown x86 segment register {name!r}")
         seg = getattr(self.sregs(), name)
-        return Segment(*(int(getattr(seg, field)) for field in _SEGMENT_FIELDS), unusable=bool(seg.unusable))
+        fields = {field: int(getattr(seg, field)) for field in _SEGMENT_FIELDS}
+        return Segment(**fields, unusable=bool(seg.unusable))
 
     def set_segment(self, name: str, segment: Segment) -> None:
         if name not in _SEGMENTS:

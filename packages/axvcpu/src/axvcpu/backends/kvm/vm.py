@@ -108,7 +108,7 @@ class KvmVm:
         cap = self.ffi.new("struct kvm_enable_cap *")
         cap.cap = lib.KVM_CAP_EXIT_ON_EMULATION_FAILURE
         cap.args[0] = 1
-        return lib.axv_ioctl_ptr(self.fd, lib.KVM_ENABLE_CAP, cap) == 0
+        return bool(lib.axv_ioctl_ptr(self.fd, lib.KVM_ENABLE_CAP, cap) == 0)
 
     # -- ioctl helpers ------------------------------------------------------------------------------
 

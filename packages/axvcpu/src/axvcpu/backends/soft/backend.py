@@ -18,7 +18,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterable
-from typing import Protocol
+from typing import NoReturn, Protocol
 
 from axaddrspace import PAGE_SIZE, AccessWidth
 
@@ -141,7 +141,7 @@ class SoftRiscvBackend:
     def vcpu(self, hart: int) -> RiscvSoftVCpu:
         return self._vcpus[hart]
 
-    def irq_line(self, irq: int) -> object:
+    def irq_line(self, irq: int) -> NoReturn:  # NoReturn satisfies axvm's VmBackend (-> IrqLine)
         raise NotImplementedError(
             f"riscv guests have no numbered IRQ line {irq}: device interrupts go through the PLIC, "
             "which drives MEIP/SEIP with hart_line(hart, bit)"

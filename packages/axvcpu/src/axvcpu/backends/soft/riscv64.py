@@ -146,7 +146,9 @@ class RiscvSoftVCpu(ArchVCpu):
         self.hart = hart
         self._irqs = irqs
         self._slice = slice_instructions
-        self._uc: Any = Uc(UC_ARCH_RISCV, UC_MODE_RISCV64, rc.UC_CPU_RISCV64_SIFIVE_U54)
+        # mypy reads unicorn.Uc as the Python 2 binding's (no cpu argument): unicorn/unicorn.py picks the
+        # binding by sys.version_info.major, which mypy does not evaluate. The Python 3 binding takes cpu.
+        self._uc: Any = Uc(UC_ARCH_RISCV, UC_MODE_RISCV64, rc.UC_CPU_RISCV64_SIFIVE_U54)  # type: ignore[call-arg]
         self._regs = RegFile(self._uc)
         self.engine_lock = threading.RLock()
         self._slice_thread: int | None = None

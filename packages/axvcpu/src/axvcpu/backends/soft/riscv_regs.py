@@ -25,7 +25,7 @@ from unicorn import riscv_const as rc
 try:  # the binding's handle on libunicorn; present in unicorn 2.1.x's Python 3 binding
     from unicorn.unicorn_py3.unicorn import uclib as _uclib
 except ImportError:  # pragma: no cover - a different binding layout; fall back to the public API
-    _uclib = None
+    _uclib = None  # type: ignore[assignment]  # the try branch typed it as a CDLL
 
 PRIV_U = 0
 PRIV_S = 1

@@ -60,8 +60,8 @@ class SoftStage2:
         self._engines: list[RamEngine] = []
         self.phys = PhysMem()
 
-    def map(self, gpa: GuestPhysAddr, size: int, host_addr: HostVirtAddr, flags: MappingFlags) -> None:
-        """Map ``[gpa, gpa + size)`` onto host memory at ``host_addr`` in every engine."""
+    def map(self, gpa: int, size: int, host_addr: int, flags: MappingFlags) -> None:
+        """Map ``[gpa, gpa + size)`` onto host memory at ``host_addr`` in every engine (plain ints inside)."""
         gpa, size, host_addr = int(gpa), int(size), int(host_addr)
         if gpa % PAGE_SIZE or size % PAGE_SIZE or host_addr % PAGE_SIZE:
             raise AddrSpaceError(
@@ -86,7 +86,7 @@ class SoftStage2:
                 raise
             self.phys.add(gpa, size, host_addr)
 
-    def unmap(self, gpa: GuestPhysAddr, size: int) -> None:
+    def unmap(self, gpa: int, size: int) -> None:
         """Remove exactly a range mapped before from every engine; the host memory may then go."""
         gpa, size = int(gpa), int(size)
         with self._lock:

@@ -4,7 +4,7 @@ type-1 ports on the port bus; KVM's in-kernel PIC/IOAPIC/PIT; e820, MP table and
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from axaddrspace import GuestPhysAddr
 from axdevice import I8042, AcpiPmControl, CmosRtc, DebugExit, IrqLine, PciConfigPorts, Uart16550, Uart16550Port
@@ -61,7 +61,7 @@ class X86Machine:
         e820 = e820_map(regions)
         if memory.contains(GuestPhysAddr(layout.MP_TABLE), 1024) and cpu_count <= MAX_MP_CPUS:
             memory.write(GuestPhysAddr(layout.MP_TABLE), mp_table(layout.MP_TABLE, cpu_count))
-        x86_vcpus = [vcpu for vcpu in vm.vcpus if isinstance(vcpu.arch, X86VCpu)]
+        x86_vcpus = [vcpu for vcpu in vm.vcpus if isinstance(vcpu.arch, X86VCpu)]  # hence the casts below
         if plan.protocol == "raw":
             if cpu_count > layout.MAX_BOOT_VCPUS:
                 raise BootLayoutError(f"raw x86 images start with at most {layout.MAX_BOOT_VCPUS} vCPUs")
@@ -71,16 +71,17 @@ class X86Machine:
             memory.write(GuestPhysAddr(boot_base + layout.BOOT_INFO), info)
             for vcpu in x86_vcpus:
                 stack_top = boot_base + layout.STACKS + (vcpu.id + 1) * layout.STACK_SIZE
-                enter_long_mode(vcpu.arch, boot_base=boot_base, entry=plan.entry, rsp=stack_top,
+                enter_long_mode(cast(X86VCpu, vcpu.arch), boot_base=boot_base, entry=plan.entry, rsp=stack_top,
                                 rsi=boot_base + layout.BOOT_INFO, rdi=vcpu.id)
                 if vcpu.id and hasattr(vcpu.arch, "set_mp_state"):
                     vcpu.arch.set_mp_state(MP_STATE_RUNNABLE)  # raw images start every vCPU at once
         elif plan.protocol == "linux":
             for vcpu in x86_vcpus[:1]:
-                enter_long_mode(vcpu.arch, boot_base=boot_base, entry=plan.entry,
+                enter_long_mode(cast(X86VCpu, vcpu.arch), boot_base=boot_base, entry=plan.entry,
                                 rsp=boot_base + layout.STACKS + layout.STACK_SIZE, rsi=plan.params or 0)
         elif plan.protocol == "pvh":
             for vcpu in x86_vcpus[:1]:
-                enter_protected_mode(vcpu.arch, boot_base=boot_base, entry=plan.entry, rbx=plan.params or 0)
+                enter_protected_mode(cast(X86VCpu, vcpu.arch), boot_base=boot_base, entry=plan.entry,
+                                     rbx=plan.params or 0)
         else:
             raise BootLayoutError(f"x86_64 has no boot protocol {plan.protocol!r}")
