@@ -97,6 +97,7 @@ def test_flush_and_get_id(image: Path) -> None:
     status, used, (buf,) = request(driver, [header(r.T_GET_ID)], [20])
     assert (status, used) == (r.S_OK, 21)
     assert driver.memory.read(buf, 20) == b"disk-serial-01234567"
+    driver.device.backend.close()  # the image is locked while its first backend is open
     driver2 = start(RawFileBackend(image, serial="vda"))
     _, _, (buf,) = request(driver2, [header(r.T_GET_ID)], [20])
     assert driver2.memory.read(buf, 20) == b"vda".ljust(20, b"\0")
@@ -240,6 +241,7 @@ def test_no_interrupt_flag_without_event_idx(image: Path) -> None:
 def test_state_identifies_the_disk(image: Path, tmp_path: Path) -> None:
     device = VirtioBlk(RawFileBackend(image))
     saved = from_dict(VirtioBlkState, to_dict(device.state()))
+    device.backend.close()  # the image is locked while a backend has it open
     assert VirtioBlk.from_state(saved, RawFileBackend(image)).state() == device.state()
     other = tmp_path / "other.img"
     other.write_bytes(bytes(512))

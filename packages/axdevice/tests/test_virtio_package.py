@@ -7,7 +7,8 @@ from pathlib import Path
 import axdevice.virtio as virtio
 
 ROOT = Path(virtio.__file__).parent
-INJECTED_IO = {ROOT / "blk" / "file_backend.py"}  # the one module allowed to touch the host
+# The raw-file disk backend and how it opens and locks images: the modules allowed to touch the host.
+INJECTED_IO = {ROOT / "blk" / name for name in ("file_backend.py", "image.py", "image_lock.py")}
 
 
 def sources() -> dict[Path, str]:

@@ -3,6 +3,7 @@ for their backends, and config mistakes named by entry."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -126,3 +127,28 @@ def test_the_device_tree_lists_each_virtio_transport(tmp_path: Path) -> None:
     for base in (0x1000_1000, 0x1000_2000, 0x1000_3000, 0x1000_4000):
         assert find(tree, f"/soc/virtio_mmio@{base:x}") is not None
     vm.stop()
+
+
+def test_a_disk_another_vm_holds_is_refused_naming_the_key(tmp_path: Path) -> None:
+    first = AxVM(config(tmp_path), ScriptedBackend(), host=FakeHost())
+    image = tmp_path / "disk.img"
+    second_config = parse_config(BASE.format(disk=f'disk_path = "{image}"'), tmp_path / "vm.toml")
+    with pytest.raises(ConfigError, match=r"emu_devices\[0\].*kernel.disk_path: disk image .* is in use by another VM"):
+        AxVM(second_config, ScriptedBackend(), host=FakeHost())
+    first.stop()  # releases the image
+    AxVM(second_config, ScriptedBackend(), host=FakeHost()).stop()
+
+
+@pytest.mark.parametrize("kind", ["directory", "fifo", "empty"])
+def test_a_disk_path_that_is_not_a_disk_is_refused_naming_the_key(tmp_path: Path, kind: str) -> None:
+    path = tmp_path / kind
+    if kind == "directory":
+        path.mkdir()
+    elif kind == "fifo":
+        os.mkfifo(path)
+    else:
+        path.touch()
+    text = BASE.format(disk=f'disk_path = "{path}"')
+    with pytest.raises(ConfigError, match=r"emu_devices\[0\].*kernel.disk_path: .* expected a raw disk image") as error:
+        AxVM(parse_config(text, tmp_path / "vm.toml"), ScriptedBackend(), host=FakeHost())
+    assert len(str(error.value).splitlines()) == 1

@@ -19,6 +19,8 @@ from .uart_devices import Uart16550Mmio, Uart16550Port
 from .virtio import (
     BlockBackend,
     DescriptorChain,
+    DiskImageError,
+    DiskInUseError,
     NetBackend,
     QueueError,
     RawFileBackend,
@@ -66,6 +68,8 @@ __all__ = [
     "PlicState",
     "BlockBackend",
     "DescriptorChain",
+    "DiskImageError",
+    "DiskInUseError",
     "NetBackend",
     "QueueError",
     "RawFileBackend",

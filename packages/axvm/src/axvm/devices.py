@@ -19,6 +19,7 @@ from axdevice import (
     I8042,
     BaseDeviceOps,
     DebugExit,
+    DiskImageError,
     EmuDeviceType,
     IrqLine,
     ScratchRegisters,
@@ -103,6 +104,8 @@ def _virtio_blk(config: EmulatedDeviceConfig, ctx: DeviceContext) -> BuiltDevice
     read_only = bool(config.cfg_list and config.cfg_list[0])
     try:
         disk = ctx.host.open_disk(path, read_only)
+    except DiskImageError as error:  # not a disk (directory, FIFO, empty), or in use by another VM
+        raise DeviceConfigError(f"kernel.disk_path: {error}") from None
     except OSError as error:
         raise DeviceConfigError(f"kernel.disk_path {path}: {error.strerror}; expected a readable"
                                 f"{'' if read_only else ' and writable'} disk image") from None

@@ -1,6 +1,6 @@
 """virtio 1.2 over virtio-mmio (version 2) with split virtqueues, and four devices."""
 
-from .blk import BlockBackend, RawFileBackend, VirtioBlk, VirtioBlkState
+from .blk import BlockBackend, DiskImageError, DiskInUseError, RawFileBackend, VirtioBlk, VirtioBlkState
 from .console import VirtioConsole, VirtioConsoleState
 from .constants import DeviceId, DeviceStatus
 from .device import DeviceLink, VirtioDevice
@@ -21,6 +21,8 @@ __all__ = [
     "DeviceId",
     "DeviceLink",
     "DeviceStatus",
+    "DiskImageError",
+    "DiskInUseError",
     "NetBackend",
     "QueueError",
     "QueueState",

@@ -31,6 +31,8 @@ def _encode(value: object) -> Any:
         return bytes(value).hex()
     if isinstance(value, list | tuple):
         return [_encode(item) for item in value]
+    if isinstance(value, dict):
+        return {str(key): _encode(item) for key, item in value.items()}
     if isinstance(value, bool | str) or value is None:
         return value
     if isinstance(value, int):
@@ -58,6 +60,14 @@ def _decode(where: str, hint: Any, value: Any) -> Any:
             raise ValueError(f"{where}: expected a list, got {value!r}")
         (item_hint,) = typing.get_args(hint)
         return [_decode(f"{where}[{i}]", item_hint, item) for i, item in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, Mapping):
+            raise ValueError(f"{where}: expected a table, got {value!r}")
+        key_hint, item_hint = typing.get_args(hint)
+        return {
+            _decode(f"{where} key", key_hint, key): _decode(f"{where}[{key!r}]", item_hint, item)
+            for key, item in value.items()
+        }
     if dataclasses.is_dataclass(hint):
         return from_dict(hint, value)  # type: ignore[arg-type]
     if hint is bytes:

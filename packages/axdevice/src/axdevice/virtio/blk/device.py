@@ -11,16 +11,22 @@ Features offered: VERSION_1, INDIRECT_DESC, EVENT_IDX, SIZE_MAX, SEG_MAX, BLK_SI
 (read-only backends), DISCARD and WRITE_ZEROES (backends that have them). SIZE_MAX x SEG_MAX
 keeps the largest request a driver may build (254 MiB) inside ``MAX_CHAIN_BYTES``, so a
 well-behaved driver never trips the chain bound.
+
+Counters: ``requests``, ``io_errors`` (every IOERR status, the guest's mistakes included),
+``unsupported``, and ``host_errors``: requests the host failed, by kind (errno name, or
+``short-read`` / ``short-write``); the first of each kind is logged (``host_error``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import struct
 
 from ...types import EmuDeviceType
 from ..constants import VIRTIO_F_EVENT_IDX, VIRTIO_F_INDIRECT_DESC, VIRTIO_F_VERSION_1, DeviceId, bit
 from ..device import DEFAULT_QUEUE_MAX_SIZE, VirtioDevice, restore_counters
 from .backend import BlockBackend, supports_discard, supports_write_zeroes
+from .host_error import HostErrorLog
 from .request import MAX_DWZ_SECTORS, MAX_DWZ_SEGMENTS, S_IOERR, S_UNSUPP, SECTOR_SIZE, Disk, handle_request
 from .state import VirtioBlkState
 
@@ -80,6 +86,14 @@ class VirtioBlk(VirtioDevice):
         self.requests = 0
         self.io_errors = 0
         self.unsupported = 0
+        name = getattr(backend, "name", None)
+        self._host_errors = HostErrorLog(str(name) if name else self.disk.serial.decode("utf-8", "replace"))
+        self.disk = dataclasses.replace(self.disk, on_host_error=self._host_errors)
+
+    @property
+    def host_errors(self) -> dict[str, int]:
+        """Host-side failures so far, by kind (a copy)."""
+        return dict(self._host_errors.counts)
 
     @classmethod
     def from_state(cls, state: VirtioBlkState, backend: BlockBackend) -> VirtioBlk:
@@ -91,6 +105,10 @@ class VirtioBlk(VirtioDevice):
                 f"the backend has {device.disk.capacity_sectors} (read_only={device.disk.read_only})"
             )
         restore_counters(device, state, ("requests", "io_errors", "unsupported"))
+        for kind, count in state.host_errors.items():
+            if not isinstance(kind, str) or isinstance(count, bool) or not isinstance(count, int) or count < 0:
+                raise ValueError(f"VirtioBlkState.host_errors[{kind!r}] = {count!r} is not a count")
+        device._host_errors.counts = dict(state.host_errors)  # kinds already seen stay quiet
         return device
 
     def state(self) -> VirtioBlkState:
@@ -100,6 +118,7 @@ class VirtioBlk(VirtioDevice):
             requests=self.requests,
             io_errors=self.io_errors,
             unsupported=self.unsupported,
+            host_errors=self.host_errors,
         )
 
     @property

@@ -2,7 +2,8 @@
 
 This is the one virtio module that touches the host: reads and writes go straight between the
 file and guest memory with os.preadv / os.pwritev (no copy through Python buffers), FLUSH is
-an fsync.
+an fsync. The image is opened, checked and locked by ``image.open_image`` (one read-write user
+or many read-only ones) and stays locked until ``close``.
 
 Discard. Python's os module has no fallocate(2) (only posix_fallocate, which allocates), so on
 Linux this calls glibc's ``fallocate64`` (or ``fallocate``) through ctypes with
@@ -21,7 +22,10 @@ import ctypes
 import errno
 import os
 import sys
+import weakref
 from collections.abc import Callable, Sequence
+
+from .image import open_image
 
 FALLOC_FL_KEEP_SIZE = 0x01  # <linux/falloc.h>
 FALLOC_FL_PUNCH_HOLE = 0x02
@@ -81,14 +85,18 @@ def _advance(views: list[memoryview], count: int) -> list[memoryview]:
 class RawFileBackend:
     """A raw image file or block device opened by path; the backend owns the descriptor."""
 
-    def __init__(self, path: str | os.PathLike[str], read_only: bool = False, serial: str | None = None) -> None:
-        flags = (os.O_RDONLY if read_only else os.O_RDWR) | os.O_CLOEXEC
-        self._fd = os.open(path, flags)
-        try:
-            self._size = os.lseek(self._fd, 0, os.SEEK_END)  # works for block devices too
-        except OSError:
-            os.close(self._fd)
-            raise
+    def __init__(
+        self, path: str | os.PathLike[str], read_only: bool = False, serial: str | None = None, lock: bool = True
+    ) -> None:
+        """Open ``path``; DiskImageError if it cannot be a disk or another VM holds it (see ``image``).
+
+        ``lock=False`` skips the image lock (QEMU's ``file.locking=off``): only for images that
+        nothing else can open.
+        """
+        self._fd, self._size = open_image(path, read_only, lock)
+        # A backend dropped without close() still releases its descriptor, and with it the lock.
+        self._closer = weakref.finalize(self, os.close, self._fd)
+        self._name = os.fspath(path)
         self._read_only = read_only
         self._serial = serial if serial is not None else os.path.basename(os.fspath(path))
         self._punch = not read_only and _get_fallocate() is not None
@@ -106,6 +114,11 @@ class RawFileBackend:
     @property
     def serial(self) -> str:
         return self._serial
+
+    @property
+    def name(self) -> str:
+        """The image's path, for the host's log."""
+        return self._name
 
     def fileno(self) -> int:
         return self._fd
@@ -176,8 +189,9 @@ class RawFileBackend:
             raise OSError(code, f"fallocate: {os.strerror(code)}")
 
     def close(self) -> None:
+        """Close the image, which releases its lock; closing twice is harmless."""
         if self._fd >= 0:
-            os.close(self._fd)
+            self._closer()
             self._fd = -1
 
     def __enter__(self) -> RawFileBackend:

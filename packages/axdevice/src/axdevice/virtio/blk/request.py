@@ -8,7 +8,8 @@ QEMU treats it); every other problem is answered in the status byte:
 
 - IN / OUT: data a whole number of 512-byte sectors, ``[sector, sector + n)`` inside the disk,
   else IOERR; OUT on a read-only disk is IOERR; a backend that raises or moves fewer bytes than
-  asked gives IOERR.
+  asked gives IOERR, and is reported to the host (``Disk.on_host_error``, see ``host_error``),
+  as are failures of the backend's flush, discard and write-zeroes.
 - FLUSH: the backend's flush; GET_ID: up to 20 bytes of the serial, NUL padded.
 - DISCARD / WRITE_ZEROES (only when offered): whole 16-byte segments (sector, num_sectors,
   flags), at most ``MAX_DWZ_SEGMENTS`` and ``MAX_DWZ_SECTORS`` each, inside the disk, else
@@ -23,12 +24,14 @@ was written in full, else only the data actually written (0 after an error).
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from axaddrspace import GuestMemory
 
 from ..queue import DescriptorChain, QueueError
 from .backend import BlockBackend
+from .host_error import HostError
 
 SECTOR_SIZE = 512
 ID_BYTES = 20  # VIRTIO_BLK_ID_BYTES
@@ -58,6 +61,10 @@ _HEADER = struct.Struct("<IIQ")  # type, reserved, sector
 _DWZ_SEGMENT = struct.Struct("<QII")  # sector, num_sectors, flags
 
 
+def _ignore(failure: HostError) -> None:
+    """Where nobody listens for host errors (a Disk built by hand in a test)."""
+
+
 @dataclass(frozen=True)
 class Disk:
     """What request handling needs to know about the disk, fixed when the device is built."""
@@ -68,6 +75,7 @@ class Disk:
     discard: bool
     write_zeroes: bool
     serial: bytes
+    on_host_error: Callable[[HostError], None] = _ignore
 
     def in_range(self, sector: int, num_sectors: int) -> bool:
         return sector + num_sectors <= self.capacity_sectors
@@ -91,7 +99,7 @@ def _dispatch(req_type: int, sector: int, chain: DescriptorChain, memory: GuestM
     if req_type == T_OUT:
         return _write(sector, chain, memory, disk), 0
     if req_type == T_FLUSH:
-        return _call(disk.backend.flush), 0
+        return _call(disk, HostError("flush", 0, 0), disk.backend.flush), 0
     if req_type == T_GET_ID:
         ident = disk.serial[:ID_BYTES].ljust(ID_BYTES, b"\0")[: chain.writable_len - 1]
         return S_OK, chain.write_bytes(memory, ident)
@@ -102,13 +110,19 @@ def _dispatch(req_type: int, sector: int, chain: DescriptorChain, memory: GuestM
     return S_UNSUPP, 0
 
 
-def _call(func: object, *args: object) -> int:
-    """Run a backend call; any failure of the backend is the request's IOERR."""
+def _call(disk: Disk, what: HostError, func: object, *args: object) -> int:
+    """Run a backend call; any failure of the backend is the request's IOERR, reported as ``what``."""
     try:
         func(*args)  # type: ignore[operator]
-    except Exception:
-        return S_IOERR
+    except Exception as error:
+        return _failed(disk, HostError(what.operation, what.offset, what.length, error))
     return S_OK
+
+
+def _failed(disk: Disk, failure: HostError) -> int:
+    """Tell the host about a request it failed; the guest gets IOERR."""
+    disk.on_host_error(failure)
+    return S_IOERR
 
 
 def _sectors(sector: int, length: int, disk: Disk) -> int | None:
@@ -122,30 +136,34 @@ def _read(sector: int, chain: DescriptorChain, memory: GuestMemory, disk: Disk) 
     length = chain.writable_len - 1
     if _sectors(sector, length, disk) is None:
         return S_IOERR, 0
+    offset = sector * SECTOR_SIZE
     views = chain.writable_views(memory, 0, length)
     try:
-        done = disk.backend.readv(sector * SECTOR_SIZE, views)
-    except Exception:
-        return S_IOERR, 0
+        done = disk.backend.readv(offset, views)
+    except Exception as error:
+        return _failed(disk, HostError("read", offset, length, error)), 0
     finally:
         for view in views:
             view.release()
-    return (S_OK, length) if done == length else (S_IOERR, 0)
+    if done != length:
+        return _failed(disk, HostError("read", offset, length, done=done)), 0
+    return S_OK, length
 
 
 def _write(sector: int, chain: DescriptorChain, memory: GuestMemory, disk: Disk) -> int:
     length = chain.readable_len - _HEADER.size
     if disk.read_only or _sectors(sector, length, disk) is None:
         return S_IOERR
+    offset = sector * SECTOR_SIZE
     views = chain.readable_views(memory, _HEADER.size, length)
     try:
-        done = disk.backend.writev(sector * SECTOR_SIZE, views)
-    except Exception:
-        return S_IOERR
+        done = disk.backend.writev(offset, views)
+    except Exception as error:
+        return _failed(disk, HostError("write", offset, length, error))
     finally:
         for view in views:
             view.release()
-    return S_OK if done == length else S_IOERR
+    return S_OK if done == length else _failed(disk, HostError("write", offset, length, done=done))
 
 
 def _ranges(req_type: int, chain: DescriptorChain, memory: GuestMemory, disk: Disk) -> int:
@@ -164,9 +182,12 @@ def _ranges(req_type: int, chain: DescriptorChain, memory: GuestMemory, disk: Di
     for sector, num_sectors, flags in segments:
         offset, size = sector * SECTOR_SIZE, num_sectors * SECTOR_SIZE
         if req_type == T_DISCARD:
-            status = _call(getattr(disk.backend, "discard"), offset, size)  # noqa: B009 (optional member)
+            what = HostError("discard", offset, size)
+            status = _call(disk, what, getattr(disk.backend, "discard"), offset, size)  # noqa: B009 (optional member)
         else:
-            status = _call(getattr(disk.backend, "write_zeroes"), offset, size, bool(flags & DWZ_FLAG_UNMAP))  # noqa: B009
+            what = HostError("write-zeroes", offset, size)
+            unmap = bool(flags & DWZ_FLAG_UNMAP)
+            status = _call(disk, what, getattr(disk.backend, "write_zeroes"), offset, size, unmap)  # noqa: B009
         if status != S_OK:
             return status
     return S_OK

@@ -6,7 +6,7 @@ what is kept identifies the disk, so resuming against a different image is refus
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 @dataclass
@@ -16,3 +16,4 @@ class VirtioBlkState:
     requests: int = 0
     io_errors: int = 0
     unsupported: int = 0
+    host_errors: dict[str, int] = field(default_factory=dict)  # host failures by kind (errno name)
