@@ -28,6 +28,8 @@ from types import ModuleType
 
 import pytest
 
+from .host_tools import needs
+
 ROOT = Path(__file__).parent.parent
 SCRIPTS = ROOT / "scripts"
 CACHE = Path(os.environ.get("AXVISOR_CACHE") or Path.home() / ".cache" / "axvisor") / "riscv64"
@@ -431,10 +433,7 @@ def test_busybox_applet_table_is_found_in_a_binary() -> None:
 
 # -- the disk image --------------------------------------------------------------------------------
 
-needs_e2fsprogs = pytest.mark.skipif(
-    shutil.which("mke2fs", path=f"{os.environ.get('PATH', '')}:/usr/sbin:/sbin") is None,
-    reason="mke2fs is missing (Debian package e2fsprogs)",
-)
+needs_e2fsprogs = needs("mke2fs", "debugfs", why="Debian package e2fsprogs")
 
 
 def debugfs(image: Path, command: str) -> str:
@@ -493,10 +492,7 @@ def images() -> Path:
     return CACHE
 
 
-needs_qemu = pytest.mark.skipif(
-    shutil.which("qemu-system-riscv64") is None,
-    reason="qemu-system-riscv64 is missing (Debian package qemu-system-misc)",
-)
+needs_qemu = needs("qemu-system-riscv64", why="Debian package qemu-system-misc")
 
 
 def qemu(*args: str, timeout: int = 120) -> subprocess.CompletedProcess[str]:

@@ -8,27 +8,20 @@ where binutils-riscv64-linux-gnu is not installed.
 from __future__ import annotations
 
 import functools
-import shutil
 import subprocess
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import pytest
+from .host_tools import needs
 
 PREFIX = "riscv64-linux-gnu-"
 TOOLS = ("as", "ld", "objcopy", "nm")
 RAM_BASE = 0x8000_0000
 
 
-def missing_tools() -> list[str]:
-    return [PREFIX + tool for tool in TOOLS if shutil.which(PREFIX + tool) is None]
-
-
-requires_riscv_toolchain = pytest.mark.skipif(
-    bool(missing_tools()),
-    reason=f"riscv64 assembler missing ({', '.join(missing_tools())}); "
-    "install binutils-riscv64-linux-gnu to run the soft backend tests",
+requires_riscv_toolchain = needs(
+    *(PREFIX + tool for tool in TOOLS), why="install binutils-riscv64-linux-gnu to run the soft backend tests"
 )
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import gzip
 import lzma
-import shutil
 import struct
 import subprocess
 from pathlib import Path
@@ -18,7 +17,9 @@ from axvisor import UserError
 from axvisor.loaders.x86 import load_x86_kernel
 from axvm import AxVM, ScriptedBackend, parse_config
 
-pytestmark = pytest.mark.skipif(shutil.which("gcc") is None, reason="gcc builds the test ELF images")
+from .host_tools import needs
+
+pytestmark = needs("gcc", why="gcc builds the test ELF images")
 
 CONFIG = """
 [base]

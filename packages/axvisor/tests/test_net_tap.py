@@ -15,6 +15,8 @@ import pytest
 
 from axvisor.net import NetBackendError, TapBackend, tap
 
+from .host_tools import require
+
 HEADER_PROBE = r"""
 #include <stdio.h>
 #include <stddef.h>
@@ -31,6 +33,8 @@ int main(void) {
 
 def test_constants_match_the_kernel_headers(tmp_path: Path) -> None:
     compiler = shutil.which("cc") or shutil.which("gcc")
+    if compiler is None:
+        require("gcc", why="a C compiler builds the <linux/if_tun.h> probe")
     if compiler is None or not Path("/usr/include/linux/if_tun.h").exists():
         pytest.skip("needs a C compiler and <linux/if_tun.h> (linux-libc-dev)")
     source = tmp_path / "probe.c"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import struct
 import subprocess
 from itertools import pairwise
@@ -13,6 +12,8 @@ import pytest
 from axdevice import EmuDeviceType
 from axvm.machines import fdt
 from axvm.machines.riscv import layout as rv
+
+from .host_tools import needs
 
 RAM = [(rv.DRAM_BASE, 0x800_0000)]
 
@@ -155,7 +156,7 @@ def test_bad_arguments_raise_value_errors_naming_them(overrides: dict, message: 
         build(**overrides)
 
 
-@pytest.mark.skipif(shutil.which("dtc") is None, reason="dtc not installed (Debian: device-tree-compiler)")
+@needs("dtc", why="Debian package device-tree-compiler")
 def test_dtc_decompiles_the_blob_without_warnings(tmp_path: Path) -> None:
     blob = tmp_path / "virt.dtb"
     blob.write_bytes(build(num_harts=4, bootargs="console=ttyS0", initrd=(0x8800_0000, 0x8900_0000),
