@@ -132,6 +132,29 @@ def test_bad_values_name_their_key(tmp_path: Path, edit: tuple[str, str], key: s
     assert f": {key}: " in line
 
 
+@pytest.mark.parametrize(
+    "old,new,expected",
+    [
+        ("[[0x8000_0000, 0x800_0000, 0x7, 0]]", "[[0x8000_0000, 0x800_0000, 0x7, 0], [-4096, 0x2000, 0x7, 0]]",
+         "kernel.memory_regions[1].gpa: expected a guest physical address >= 0, got -0x1000"),
+        ("[[0x8000_0000, 0x800_0000, 0x7, 0]]", "[[0x8000_0000, 0x800_0000, 0x7, 0], [0xffff_f000, 0x1000, 0x7, 0], "
+         "[0xffff_ffff_ffff_f000, 0x1000, 0x7, 0]]",
+         "kernel.memory_regions[2]: [0xfffffffffffff000, 0x10000000000000000) ends past the guest physical window "
+         "[0x0, 0x1000000000000) (48 bits); expected a region below 0x1000000000000"),
+        ("0x1000_0000, 0x100, 10", "0x1000_0000, 0xffff_ffff_ffff_ffff, 10",
+         "devices.emu_devices[0].length: [0x10000000, 0x1000000000fffffff) ends past the guest physical window "
+         "[0x0, 0x1000000000000); expected a device range below it (length is the size of its registers, e.g. "
+         "0x1000)"),
+    ],
+    ids=["negative gpa", "region past the window", "device length 2^64-1"],
+)
+def test_addresses_outside_the_guest_window_are_config_errors(tmp_path: Path, old: str, new: str,
+                                                              expected: str) -> None:
+    """Before, these loaded and the VM build failed with status 1 and no key (or AddrRange raised)."""
+    assert old in GOOD
+    assert problems(GOOD.replace(old, new), tmp_path) == [f"{tmp_path / 'vm.toml'}: {expected}"]
+
+
 def test_phys_cpu_sets_must_match_cpu_num(tmp_path: Path) -> None:
     (line,) = problems(GOOD.replace('backend = "soft"', 'backend = "soft"\nphys_cpu_sets = [1]'), tmp_path)
     assert "base.phys_cpu_sets: expected 2 entries" in line

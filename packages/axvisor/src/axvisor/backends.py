@@ -21,11 +21,22 @@ log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
+class VcpuLimit:
+    """The most vCPUs a backend runs in one VM, where that bound comes from and how to raise it."""
+
+    count: int
+    source: str
+    raise_by: str
+
+
+@dataclass(frozen=True)
 class BackendEntry:
     kind: BackendKind
     arches: frozenset[Arch]
     probe: Callable[[], str | None]
     factory: Callable[[AxVMCrateConfig], VmBackend]
+    max_vcpus: Callable[[], VcpuLimit | None] = lambda: None
+    """Asked only once ``probe`` said the backend is usable; None when it states no bound."""
 
 
 REGISTRY: list[BackendEntry] = []
@@ -67,6 +78,33 @@ def _kvm_probe() -> str | None:
     return probe()
 
 
+def _kvm_max_vcpus() -> VcpuLimit | None:
+    from axvcpu.backends.kvm import Kvm
+
+    with Kvm() as kvm:
+        count = kvm.check_extension(kvm.lib.KVM_CAP_MAX_VCPUS)
+    if count <= 0:  # a kernel too old to say: KVM_CREATE_VCPU will tell
+        return None
+    return VcpuLimit(count, "KVM_CAP_MAX_VCPUS of this host's kernel",
+                     "the bound is the host kernel's KVM_MAX_VCPUS, raised only by another kernel")
+
+
+SOFT_MAX_VCPUS = 32
+"""The soft backend's stated bound: each hart is a unicorn engine with its own translation cache
+(about 100 MiB resident once warm) and harts take turns on one host CPU, so beyond a few dozen a
+guest's timers and watchdogs starve. AXVISOR_MAX_VCPUS raises it (to the config's own 256)."""
+MAX_VCPUS_ENV = "AXVISOR_MAX_VCPUS"
+
+
+def _soft_max_vcpus() -> VcpuLimit:
+    value = os.environ.get(MAX_VCPUS_ENV)
+    if value is None:
+        return VcpuLimit(SOFT_MAX_VCPUS, "the soft backend's stated limit", f"set {MAX_VCPUS_ENV}=N to allow more")
+    if not value.strip().isdigit() or int(value) < 1:
+        raise UserError(f"{MAX_VCPUS_ENV}={value!r}: expected a positive number of vCPUs (e.g. {MAX_VCPUS_ENV}=64)")
+    return VcpuLimit(int(value), f"{MAX_VCPUS_ENV}={int(value)}", f"set {MAX_VCPUS_ENV} higher")
+
+
 def _kvm_factory(config: AxVMCrateConfig) -> VmBackend:
     from axvcpu.backends.kvm import KvmX86Backend
 
@@ -86,7 +124,7 @@ def kvm_kind() -> str | None:
 
 
 if Arch.host() is Arch.X86_64:
-    REGISTRY.append(BackendEntry(BackendKind.KVM, frozenset({Arch.X86_64}), _kvm_probe, _kvm_factory))
+    REGISTRY.append(BackendEntry(BackendKind.KVM, frozenset({Arch.X86_64}), _kvm_probe, _kvm_factory, _kvm_max_vcpus))
 
 
 
@@ -104,4 +142,5 @@ def _soft_factory(config: AxVMCrateConfig) -> VmBackend:
     return SoftRiscvBackend(config.base.cpu_num)
 
 
-REGISTRY.append(BackendEntry(BackendKind.SOFT, frozenset({Arch.RISCV64}), _soft_probe, _soft_factory))
+REGISTRY.append(BackendEntry(BackendKind.SOFT, frozenset({Arch.RISCV64}), _soft_probe, _soft_factory,
+                             _soft_max_vcpus))

@@ -167,14 +167,19 @@ class UnsupportedDevice(Exception):
 
 
 class DeviceConfigError(ValueError):
-    """An entry cannot be built as written (an error naming the entry)."""
+    """An entry cannot be built as written (an error naming the entry, and ``field`` when one
+    field of it is the culprit)."""
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
 
 
 def build_device(config: EmulatedDeviceConfig, ctx: DeviceContext) -> BuiltDevice:
     try:
         emu_type = EmuDeviceType.parse(config.emu_type)
     except ValueError as error:
-        raise DeviceConfigError(str(error)) from None
+        raise DeviceConfigError(str(error), field="emu_type") from None
     entry = BUILDERS.get(emu_type)
     if entry is None:
         raise UnsupportedDevice(f"{emu_type.name} ({int(emu_type):#x}) is not emulated yet; "
@@ -182,5 +187,10 @@ def build_device(config: EmulatedDeviceConfig, ctx: DeviceContext) -> BuiltDevic
     builder, arches = entry
     if ctx.arch not in arches:
         raise DeviceConfigError(f"{emu_type.name} exists only on {', '.join(a.value for a in arches)}, "
-                                f"not on {ctx.arch.value}")
-    return builder(config, ctx)
+                                f"not on {ctx.arch.value}", field="emu_type")
+    try:
+        return builder(config, ctx)
+    except DeviceConfigError:
+        raise
+    except ValueError as error:  # a device model refusing a value from the entry (a length, a shift)
+        raise DeviceConfigError(str(error)) from None

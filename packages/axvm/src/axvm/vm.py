@@ -14,11 +14,11 @@ import threading
 from collections.abc import Callable, Iterator
 
 from axaddrspace import AddrRange, AddrSpace, GuestPhysAddr, MappingFlags
-from axdevice import BaseDeviceOps, DeviceOverlapError, Uart16550, VirtioConsole
+from axdevice import BaseDeviceOps, DeviceOverlapError, IrqLine, Uart16550, VirtioConsole
 from axvcpu import AxVCpuExitReason, SystemDown, VCpu, VCpuState
 
 from .backend import VmBackend
-from .config import AxVMCrateConfig, ConfigError, ConfigProblem
+from .config import GUEST_PHYS_LIMIT, AxVMCrateConfig, ConfigError, ConfigProblem
 from .devices import DeviceConfigError, DeviceContext, UnsupportedDevice, build_device
 from .dispatch import DeviceBuses, handle_exit
 from .host import HostResources, LocalHost
@@ -26,10 +26,6 @@ from .lifecycle import VMState, check_vm_transition
 from .machine import BootPlan, machine_for
 
 log = logging.getLogger(__name__)
-
-GUEST_PHYS_LIMIT = 1 << 48
-"""The guest physical window managed by the address space (48 bits, as x86-64 and sv48)."""
-
 
 class VmBuildError(RuntimeError):
     """A step of building the VM failed for a reason other than the config."""
@@ -40,7 +36,10 @@ class AxVM:
 
     def __init__(self, config: AxVMCrateConfig, backend: VmBackend,
                  console_output: Callable[[bytes], object] | None = None,
-                 host: HostResources | None = None) -> None:
+                 host: HostResources | None = None, *, allocate_ram: bool = True) -> None:
+        """``allocate_ram=False`` builds and places every device but maps no guest RAM: how
+        ``axvisor check`` composes a VM on any host (the config loader has already checked the
+        regions themselves: aligned, disjoint, inside the window)."""
         self.config = config
         self.id = config.base.id
         self.name = config.base.name
@@ -58,6 +57,7 @@ class AxVM:
         self.device_lock = threading.Lock()
         """Serialises device access between vCPU threads and the VMM (console input, timers)."""
         self.addrspace = AddrSpace(0, GUEST_PHYS_LIMIT, backend.stage2)
+        self._allocate_ram = allocate_ram
         self.machine = machine_for(config.base.arch)
         self.boot_plan: BootPlan | None = None
         """How to enter the loaded images; set by the loader, used by boot()."""
@@ -86,6 +86,8 @@ class AxVM:
             raise VmBuildError(f"VM {self.name!r}: {step}: {error}") from error
 
     def _map_memory(self) -> None:
+        if not self._allocate_ram:
+            return
         for region in self.config.kernel.memory_regions:
             self.addrspace.map_alloc(GuestPhysAddr(region.gpa), region.size, MappingFlags.parse(region.flags))
 
@@ -97,7 +99,7 @@ class AxVM:
             self.vcpus.append(VCpu(vcpu_id, self.backend.create_vcpu(vcpu_id), host_cpus))
 
     def _attach_devices(self) -> None:
-        ctx = DeviceContext(self.config.base.arch, lambda irq: self.machine.irq_line(self, irq), self,
+        ctx = DeviceContext(self.config.base.arch, self._irq_line, self,
                             self._console_output, self.addrspace.memory, self.host, self.config,
                             self.device_lock, self._on_stop)
         self._attach_config_devices(ctx)
@@ -120,7 +122,9 @@ class AxVM:
                 self.warnings.append(str(ConfigProblem(self.config.source, key, f"{entry.name!r}: {warning}")))
                 continue
             except (DeviceConfigError, DeviceOverlapError) as error:
-                problems.append(ConfigProblem(self.config.source, key, f"{entry.name!r}: {error}"))
+                field = getattr(error, "field", None)
+                where = f"{key}.{field}" if field else key
+                problems.append(ConfigProblem(self.config.source, where, f"{entry.name!r}: {error}"))
                 continue
             if built.uart is not None:
                 self.consoles.append(built.uart)
@@ -132,10 +136,21 @@ class AxVM:
     def _place(self, device: BaseDeviceOps, bus: str) -> None:
         device_range = device.address_range
         if bus == "mmio" and isinstance(device_range, AddrRange):  # any other kind is refused by the bus
-            for area in self.addrspace.areas:
-                if area.range.overlaps(device_range):
-                    raise DeviceConfigError(f"MMIO range {device_range} overlaps guest RAM {area.range}")
+            for ram in self._ram_ranges():
+                if ram.overlaps(device_range):
+                    raise DeviceConfigError(f"MMIO range {device_range} overlaps guest RAM {ram}")
         getattr(self.buses, bus).add(device)
+
+    def _ram_ranges(self) -> list[AddrRange]:
+        """Guest RAM as the config lays it out: what is mapped, or would be without allocate_ram."""
+        return [AddrRange.from_start_size(r.gpa, r.size) for r in self.config.kernel.memory_regions]
+
+    def _irq_line(self, irq: int) -> IrqLine:
+        """The machine's line for a device's ``irq_id``; one it does not have is the entry's error."""
+        try:
+            return self.machine.irq_line(self, irq)
+        except ValueError as error:
+            raise DeviceConfigError(f"{error}; expected an irq_id this machine has", field="irq_id") from None
 
     # -- lifecycle ------------------------------------------------------------------------
 

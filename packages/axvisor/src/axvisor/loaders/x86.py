@@ -1,12 +1,13 @@
 """Entering an x86_64 kernel image: raw binary, ELF (plain, PVH or vmlinux) or bzImage.
 
-Each returns the BootPlan the x86 machine turns into vCPU state; Linux and PVH kernels also get
-their zero page or start_info and command line in the machine's boot area.
+Each adds its pieces to an ImagePlan and returns the BootPlan the x86 machine turns into vCPU
+state; Linux and PVH kernels also get their zero page or start_info and command line in the
+machine's boot area, which the plan reserves (with the MP table) so no image lands on it.
 """
 
 from __future__ import annotations
 
-from axaddrspace import GuestMemory, GuestPhysAddr
+from axaddrspace import GuestMemory
 from axvm import AxVMCrateConfig
 from axvm.machine import BootPlan
 from axvm.machines.x86 import E820Entry, boot_params, e820_map, layout, minimal_setup_header
@@ -15,21 +16,54 @@ from axvm.machines.x86.pvh import start_info
 from ..errors import UserError
 from .bzimage import BzImageError, is_bzimage, parse_bzimage
 from .elf import ElfFormatError, ElfImage, is_elf, parse_elf
-from .images import write_image
+from .plan import ImagePlan
+
+KERNEL = "the kernel"
+KEY = "kernel.kernel_path"
 
 
 def load_x86_kernel(config: AxVMCrateConfig, memory: GuestMemory, kernel: bytes,
                     host_decompress: bool = True) -> BootPlan:
-    key = "kernel.kernel_path"
+    """Plan the kernel alone, check the plan and copy it into ``memory``."""
+    plan = ImagePlan(config)
+    plan.boot = plan_x86_kernel(config, plan, kernel, host_decompress)
+    return plan.apply(memory)
+
+
+def plan_x86_kernel(config: AxVMCrateConfig, plan: ImagePlan, kernel: bytes, host_decompress: bool = True) -> BootPlan:
+    """Add the kernel's pieces (and the boot area it needs) to ``plan``; how to enter it."""
+    _reserve_boot_area(config, plan)
     try:
         if is_bzimage(kernel):
-            return _load_bzimage(config, memory, kernel, host_decompress)
+            return _load_bzimage(config, plan, kernel, host_decompress)
         if is_elf(kernel):
-            return _load_elf(config, memory, parse_elf(kernel))
+            return _load_elf(config, plan, parse_elf(kernel))
     except (BzImageError, ElfFormatError) as error:
-        raise UserError(f"{config.origin}: {key}: {config.kernel.kernel_path.name}: {error}") from None
-    write_image(config, memory, key, config.kernel.kernel_load_addr, kernel)
+        raise UserError(f"{config.origin}: {KEY}: {config.kernel.kernel_path.name}: {error}") from None
+    _check_raw_vcpus(config)
+    plan.add(KERNEL, config.kernel.kernel_load_addr, kernel, KEY, "kernel.kernel_load_addr")
     return BootPlan(config.kernel.entry_point, "raw", cmdline=_cmdline(config))
+
+
+def _reserve_boot_area(config: AxVMCrateConfig, plan: ImagePlan) -> None:
+    """What X86Machine.prepare_boot writes: the boot area, and the MP table where RAM covers it."""
+    plan.reserve("the x86 boot structures (GDT, page tables, boot stacks)", _boot_base(config),
+                 layout.BOOT_AREA_SIZE)
+    if plan.in_ram(layout.MP_TABLE, MP_TABLE_SIZE):
+        plan.reserve("the MP table", layout.MP_TABLE, MP_TABLE_SIZE)
+
+
+MP_TABLE_SIZE = 1024
+"""The last KiB of base memory, where X86Machine writes the MP table."""
+
+
+def _check_raw_vcpus(config: AxVMCrateConfig) -> None:
+    """A raw image gets one boot stack per vCPU in the boot area, which holds MAX_BOOT_VCPUS."""
+    cpus = config.base.cpu_num
+    if cpus > layout.MAX_BOOT_VCPUS:
+        raise UserError(f"{config.origin}: base.cpu_num: {cpus} vCPUs, but an x86 image started raw (not a "
+                        f"Linux or PVH kernel) gets at most {layout.MAX_BOOT_VCPUS}, one boot stack each in the "
+                        f"boot area; expected cpu_num <= {layout.MAX_BOOT_VCPUS}")
 
 
 def _cmdline(config: AxVMCrateConfig) -> bytes:
@@ -44,13 +78,13 @@ def _e820(config: AxVMCrateConfig) -> list[E820Entry]:
     return e820_map([(r.gpa, r.size) for r in config.kernel.memory_regions])
 
 
-def _write_cmdline(config: AxVMCrateConfig, memory: GuestMemory) -> int:
+def _write_cmdline(config: AxVMCrateConfig, plan: ImagePlan) -> int:
     cmdline = _cmdline(config)
     if len(cmdline) >= layout.CMDLINE_MAX:
         raise UserError(f"{config.origin}: kernel.cmdline: {len(cmdline)} bytes; expected fewer than "
                         f"{layout.CMDLINE_MAX}")
     gpa = _boot_base(config) + layout.CMDLINE
-    memory.write(GuestPhysAddr(gpa), cmdline + b"\0")
+    plan.add("the kernel command line", gpa, cmdline + b"\0")
     return gpa
 
 
@@ -61,39 +95,40 @@ def _initrd(config: AxVMCrateConfig) -> tuple[int, int] | None:
     return kernel.ramdisk_load_addr, kernel.ramdisk_path.stat().st_size
 
 
-def _linux_plan(config: AxVMCrateConfig, memory: GuestMemory, header: bytes, entry: int) -> BootPlan:
-    cmdline_gpa = _write_cmdline(config, memory)
+def _linux_plan(config: AxVMCrateConfig, plan: ImagePlan, header: bytes, entry: int) -> BootPlan:
+    cmdline_gpa = _write_cmdline(config, plan)
     params = boot_params(header, cmdline_gpa=cmdline_gpa, initrd=_initrd(config), e820=_e820(config))
     params_gpa = _boot_base(config) + layout.BOOT_INFO
-    memory.write(GuestPhysAddr(params_gpa), params)
+    plan.add("the Linux zero page", params_gpa, params)
     return BootPlan(entry, "linux", params=params_gpa, cmdline=_cmdline(config))
 
 
-def _load_segments(config: AxVMCrateConfig, memory: GuestMemory, image: ElfImage) -> None:
-    for addr, data, memsz in image.segments:
-        write_image(config, memory, "kernel.kernel_path", addr, data.ljust(memsz, b"\0"))
+def _load_segments(plan: ImagePlan, image: ElfImage) -> None:
+    for addr, data, memsz in image.segments:  # placed by the ELF's own addresses
+        plan.add(f"{KERNEL} (ELF segment)", addr, data.ljust(memsz, b"\0"), KEY)
 
 
-def _load_elf(config: AxVMCrateConfig, memory: GuestMemory, image: ElfImage) -> BootPlan:
-    _load_segments(config, memory, image)
+def _load_elf(config: AxVMCrateConfig, plan: ImagePlan, image: ElfImage) -> BootPlan:
+    _load_segments(plan, image)
     if image.is_linux:
-        return _linux_plan(config, memory, minimal_setup_header(), image.entry)
+        return _linux_plan(config, plan, minimal_setup_header(), image.entry)
     if image.pvh_entry is not None:
-        cmdline_gpa = _write_cmdline(config, memory)
+        cmdline_gpa = _write_cmdline(config, plan)
         info_gpa = _boot_base(config) + layout.BOOT_INFO
-        memory.write(GuestPhysAddr(info_gpa), start_info(info_gpa, cmdline_gpa, _e820(config)))
+        plan.add("the PVH start_info", info_gpa, start_info(info_gpa, cmdline_gpa, _e820(config)))
         return BootPlan(image.pvh_entry, "pvh", params=info_gpa, cmdline=_cmdline(config))
+    _check_raw_vcpus(config)
     return BootPlan(image.entry, "raw", cmdline=_cmdline(config))
 
 
-def _load_bzimage(config: AxVMCrateConfig, memory: GuestMemory, data: bytes, host_decompress: bool) -> BootPlan:
+def _load_bzimage(config: AxVMCrateConfig, plan: ImagePlan, data: bytes, host_decompress: bool) -> BootPlan:
     image = parse_bzimage(data)
     if not image.supports_64bit_entry:
         raise BzImageError("the kernel does not support the 64-bit boot protocol (XLF_KERNEL_64 clear)")
     if host_decompress:
         vmlinux = parse_elf(image.decompress_payload())
-        _load_segments(config, memory, vmlinux)
-        return _linux_plan(config, memory, image.setup_header, vmlinux.entry)
+        _load_segments(plan, vmlinux)
+        return _linux_plan(config, plan, image.setup_header, vmlinux.entry)
     load_addr = config.kernel.kernel_load_addr
-    write_image(config, memory, "kernel.kernel_path", load_addr, image.protected_mode_kernel)
-    return _linux_plan(config, memory, image.setup_header, load_addr + 0x200)
+    plan.add(KERNEL, load_addr, image.protected_mode_kernel, KEY, "kernel.kernel_load_addr")
+    return _linux_plan(config, plan, image.setup_header, load_addr + 0x200)

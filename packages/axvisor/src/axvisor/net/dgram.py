@@ -33,6 +33,12 @@ def _resolve(role: str, address: Address, family: int = socket.AF_UNSPEC) -> tup
     return infos[0][0], infos[0][4]
 
 
+def resolve_udp(local: Address, remote: Address) -> None:
+    """Resolve a link's two addresses as DgramBackend does, binding nothing (``axvisor check``)."""
+    family, _ = _resolve("local", local)
+    _resolve("remote", remote, family)
+
+
 class DgramBackend(FrameLink):
     """Frames as UDP datagrams: received on ``local``, sent to ``remote``."""
 

@@ -4,6 +4,7 @@ from .dump import config_to_dict
 from .errors import ConfigError, ConfigProblem
 from .load import config_from_dict, load_config, parse_config
 from .schema import (
+    GUEST_PHYS_LIMIT,
     Arch,
     AxVMCrateConfig,
     BackendKind,
@@ -21,6 +22,7 @@ from .schema import (
 )
 
 __all__ = [
+    "GUEST_PHYS_LIMIT",
     "Arch",
     "AxVMCrateConfig",
     "BackendKind",

@@ -18,6 +18,7 @@ from axaddrspace import MappingFlags
 from .errors import ConfigError, ConfigProblem
 from .fields import FieldReader, describe
 from .schema import (
+    GUEST_PHYS_LIMIT,
     INTERRUPT_MODE_ALIASES,
     Arch,
     AxVMCrateConfig,
@@ -191,9 +192,15 @@ def _memory_region(reader: FieldReader, key: str, fields: dict[str, Any]) -> VmM
         return None
     gpa, size, flags, map_type = ints
     ok = True
-    if size <= 0 or gpa % PAGE_SIZE or size % PAGE_SIZE or gpa + size > 1 << 64:
-        reader.problem(key, f"expected a non-empty, 4 KiB aligned region inside 64 bits, got gpa {gpa:#x} "
-                       f"size {size:#x}")
+    if gpa < 0:
+        reader.problem(f"{key}.gpa", f"expected a guest physical address >= 0, got {gpa:#x}")
+        ok = False
+    elif size <= 0 or gpa % PAGE_SIZE or size % PAGE_SIZE:
+        reader.problem(key, f"expected a non-empty, 4 KiB aligned region, got gpa {gpa:#x} size {size:#x}")
+        ok = False
+    elif gpa + size > GUEST_PHYS_LIMIT:
+        reader.problem(key, f"[{gpa:#x}, {gpa + size:#x}) ends past the guest physical window "
+                       f"[0x0, {GUEST_PHYS_LIMIT:#x}) (48 bits); expected a region below {GUEST_PHYS_LIMIT:#x}")
         ok = False
     try:
         MappingFlags.parse(flags)
@@ -272,6 +279,11 @@ def _emu_device(reader: FieldReader, path: str, fields: dict[str, Any]) -> Emula
         return None
     if checked["length"] <= 0 or checked["base_gpa"] < 0 or checked["irq_id"] < 0:
         reader.problem(path, "expected base_gpa >= 0, length > 0 and irq_id >= 0")
+        return None
+    if checked["base_gpa"] + checked["length"] > GUEST_PHYS_LIMIT:
+        reader.problem(f"{path}.length", f"[{checked['base_gpa']:#x}, {checked['base_gpa'] + checked['length']:#x}) "
+                       f"ends past the guest physical window [0x0, {GUEST_PHYS_LIMIT:#x}); expected a device "
+                       "range below it (length is the size of its registers, e.g. 0x1000)")
         return None
     return EmulatedDeviceConfig(**{**checked, "cfg_list": tuple(cfg)})
 

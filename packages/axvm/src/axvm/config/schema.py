@@ -12,6 +12,10 @@ import platform
 from dataclasses import dataclass, field
 from pathlib import Path
 
+GUEST_PHYS_LIMIT = 1 << 48
+"""The guest physical window a VM's address space manages (48 bits, as x86-64 and sv48): memory
+regions and devices must lie below it."""
+
 
 class VMType(enum.IntEnum):
     HOST_VM = 0

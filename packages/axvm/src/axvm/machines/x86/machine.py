@@ -24,6 +24,8 @@ if TYPE_CHECKING:
     from ...vm import AxVM
 
 COM1_IRQ = 4
+IOAPIC_PINS = 24
+"""KVM's in-kernel IOAPIC (KVM_IOAPIC_NUM_PINS): a device's irq_id is one of its pins."""
 MP_STATE_RUNNABLE = 0
 
 
@@ -35,6 +37,8 @@ class X86Machine:
     arch = Arch.X86_64
 
     def irq_line(self, vm: AxVM, irq: int) -> IrqLine:
+        if not 0 <= irq < IOAPIC_PINS:  # checked here, not only by KVM, so a dry run finds it too
+            raise ValueError(f"irq {irq} is not an IOAPIC pin 0..{IOAPIC_PINS - 1}")
         return vm.backend.irq_line(irq)
 
     def platform_devices(self, ctx: DeviceContext) -> Sequence[BuiltDevice]:
