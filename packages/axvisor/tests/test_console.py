@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import errno
+import os
+import pty
+import termios
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -9,7 +13,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from axvisor.console import ConsoleInput, ConsoleMux, vm_console_target
+from axvisor.console import ConsoleInput, ConsoleMux, pump_stdin, vm_console_target
+from axvisor.console import Terminal as TerminalSettings
 from axvisor.errors import UserError
 
 CTRL_A = b"\x01"
@@ -240,3 +245,50 @@ def test_vm_console_target_follows_the_current_vm() -> None:
     assert target() == (virtio, lock)
     vms[0] = SimpleNamespace(consoles=[], virtio_consoles=[], device_lock=lock)
     assert target() is None
+
+
+def test_the_terminal_is_restored_to_its_settings_at_start() -> None:
+    master, slave = pty.openpty()
+    try:
+        before = termios.tcgetattr(slave)
+        terminal = TerminalSettings(slave)
+        assert terminal.interactive
+        terminal.raw()
+        assert termios.tcgetattr(slave) != before  # raw: no echo, no line editing
+        assert terminal.restore()
+        assert termios.tcgetattr(slave) == before
+    finally:
+        os.close(master)
+        os.close(slave)
+
+
+def test_restoring_a_hung_up_terminal_says_so_and_does_not_raise() -> None:
+    master, slave = pty.openpty()
+    terminal = TerminalSettings(slave)
+    os.close(slave)  # the terminal is gone
+    os.close(master)
+    assert terminal.restore() is False
+    assert TerminalSettings(None).restore() and not TerminalSettings(None).interactive
+
+
+def test_a_terminal_that_is_gone_loses_output_but_never_the_vm(tmp_path: Path) -> None:
+    def hung_up(data: bytes) -> None:
+        raise OSError(errno.EIO, "Input/output error")
+
+    mux = ConsoleMux(["vm"], log_dir=tmp_path, write=hung_up)
+    mux.sink_for("vm")(b"still logged\n")
+    mux.mark_ended("vm", "powered off")
+    mux.echo(b"help")
+    mux.close()
+    assert mux.terminal_errors == 3
+    assert (tmp_path / "vm.log").read_bytes().startswith(b"still logged\n")
+
+
+def test_console_input_ends_when_the_terminal_hangs_up() -> None:
+    master, slave = pty.openpty()
+    console = ConsoleInput(lambda: None, lambda: None, lambda data: None)
+    os.close(master)  # reads of the other end now fail with EIO
+    try:
+        pump_stdin(console, threading.Event(), slave)  # returns instead of raising on its thread
+    finally:
+        os.close(slave)

@@ -1,15 +1,23 @@
-"""The VMM driving whole VMs on the scripted backend: threads, outcomes, isolation."""
+"""The VMM driving whole VMs on the scripted backend: threads, outcomes, isolation, and the
+one shutdown path every way out of a run takes."""
 
 from __future__ import annotations
 
+import os
+import signal
+import threading
 from pathlib import Path
 
 import pytest
 
 from axaddrspace import AccessWidth, GuestPhysAddr
-from axvcpu import CpuUp, FailEntry, Halt, MmioRead, MmioWrite, ScriptedVCpu
-from axvisor import UserError, build_vm, run_vms, summarise
-from axvm import ScriptedBackend, parse_config
+from axvcpu import AxVCpuExitReason, CpuUp, FailEntry, Halt, MmioRead, MmioWrite, Nothing, ScriptedVCpu
+from axvisor import UserError, VmOutcome, VmSupervisor, build_vm, run_vms, summarise
+from axvisor.console import ConsoleMux, Terminal
+from axvisor.session import exit_status, run_session
+from axvisor.shutdown import QUIT_REASON, StopRequest
+from axvisor.vmm import exit_status as guest_exit_status
+from axvm import AxVM, ScriptedBackend, parse_config
 
 RISCV = """
 [base]
@@ -87,3 +95,186 @@ def test_missing_image_is_a_user_error(tmp_path) -> None:
     cfg.kernel.kernel_path.unlink()
     with pytest.raises(UserError, match="kernel.kernel_path: .* does not exist"):
         build_vm(cfg, ScriptedBackend())
+
+
+# -- exit statuses --------------------------------------------------------------------------
+
+
+def test_a_guest_code_that_does_not_fit_in_8_bits_is_never_success(tmp_path) -> None:
+    assert [guest_exit_status(code) for code in (0, 1, 3, 255, 256, 0x100 * 7, 0xFFFF, -1)] == \
+        [0, 1, 3, 255, 255, 255, 255, 255]
+    fail_256 = MmioWrite(GuestPhysAddr(0x10_0000), AccessWidth.DWORD, (256 << 16) | 0x3333)  # sifive_test FAIL
+    (outcome,) = run_vms([build_vm(config(tmp_path), ScriptedBackend({0: [fail_256]}))])
+    assert outcome.exit_code == 256 and "status 256" in outcome.reason  # the message keeps the guest's code
+    assert summarise([VmOutcome("ok", 0, ""), outcome]) == 255  # exit(256) would have been 0
+
+
+# -- the shutdown path ----------------------------------------------------------------------
+
+
+class GuestLoop(ScriptedVCpu):
+    """A vCPU whose guest runs until it is kicked; it notes whether its engine was released
+    while its thread was still alive (the crash the shutdown path exists to prevent)."""
+
+    def __init__(self) -> None:
+        super().__init__([])
+        self.running = threading.Event()
+        self._kicked = threading.Event()
+        self.thread: threading.Thread | None = None
+        self.closed = False
+        self.closed_while_alive = False
+
+    def run(self) -> AxVCpuExitReason:
+        self.thread = threading.current_thread()
+        self.running.set()
+        self._kicked.wait()  # in the guest until kicked, as KVM_RUN
+        self._kicked.clear()
+        return Nothing()
+
+    def kick(self) -> None:
+        self._kicked.set()
+
+    def close(self) -> None:
+        self.closed = True
+        self.closed_while_alive = self.thread is not None and self.thread.is_alive()
+
+
+def looping_vm(tmp_path: Path, name: str = "vm") -> tuple[AxVM, list[GuestLoop], ScriptedBackend]:
+    vcpus: list[GuestLoop] = []
+
+    def make(vcpu_id: int) -> GuestLoop:
+        vcpus.append(GuestLoop())
+        return vcpus[-1]
+
+    backend = ScriptedBackend(vcpu_factory=make)
+    return build_vm(config(tmp_path, name), backend), vcpus, backend
+
+
+def assert_released_after_join(vcpus: list[GuestLoop], backend: ScriptedBackend) -> None:
+    assert all(vcpu.closed and not vcpu.closed_while_alive for vcpu in vcpus)
+    assert backend.closed
+
+
+def test_a_stop_kicks_and_joins_every_vcpu_before_the_vm_is_released(tmp_path) -> None:
+    vm, vcpus, backend = looping_vm(tmp_path)
+    supervisor = VmSupervisor(vm)
+    supervisor.start()
+    for vcpu in vcpus:
+        vcpu.running.wait()
+    supervisor.stop(143, "stopped by SIGTERM")
+    supervisor.stop(130, "stopped by SIGINT")  # a second stop changes nothing
+    assert supervisor.join() == VmOutcome("vm", 143, "stopped by SIGTERM")
+    assert len(vcpus) == 2
+    assert_released_after_join(vcpus, backend)
+
+
+def test_a_vm_stopped_before_it_boots_is_released_without_running(tmp_path) -> None:
+    backend = ScriptedBackend({0: [POWEROFF]})
+    supervisor = VmSupervisor(build_vm(config(tmp_path), backend))
+    supervisor.stop(0, QUIT_REASON)
+    assert supervisor.join() == VmOutcome("vm", 0, QUIT_REASON)  # never started: released here
+    assert backend.vcpus[0].exits_left == 1 and backend.closed
+
+
+def test_a_stop_during_a_reset_does_not_boot_the_rebuilt_vm(tmp_path) -> None:
+    reset = MmioWrite(GuestPhysAddr(0x10_0000), AccessWidth.DWORD, 0x7777)
+    first = ScriptedBackend({0: [reset]})
+    second = ScriptedBackend({0: [POWEROFF]})
+
+    def rebuild(cfg):  # a signal arrives while the VM is being rebuilt
+        supervisor.stop(130, "stopped by SIGINT")
+        return build_vm(cfg, second)
+
+    supervisor = VmSupervisor(build_vm(config(tmp_path), first), rebuild)
+    supervisor.start()
+    assert supervisor.join() == VmOutcome("vm", 130, "stopped by SIGINT")
+    assert first.closed and second.closed
+    assert second.vcpus[0].exits_left == 1  # the rebuilt VM never ran
+
+
+def test_writable_disks_are_flushed_before_the_vm_closes_them(tmp_path, monkeypatch) -> None:
+    disk = tmp_path / "disk.img"
+    disk.write_bytes(bytes(1 << 16))
+    text = RISCV.format(name="vm", image=tmp_path / "vm.bin").replace(
+        '["test", 0x10_0000', '["virtio-blk", 0x1000_1000, 0x1000, 1, 0xE1, []], ["test", 0x10_0000')
+    (tmp_path / "vm.bin").write_bytes(b"\x13\x00\x00\x00")
+    cfg = parse_config(text.replace("[devices]", f'disk_path = "{disk}"\n\n[devices]'))
+    flushed: list[str] = []
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:
+        flushed.append(os.readlink(f"/proc/self/fd/{fd}"))  # the descriptor is still open
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    (outcome,) = run_vms([build_vm(cfg, ScriptedBackend({0: [POWEROFF]}))])
+    assert outcome.exit_code == 0
+    assert flushed == [str(disk)]
+
+
+def session(vms: list[AxVM], stop: StopRequest, tmp_path: Path, terminal: Terminal | None = None) -> list[VmOutcome]:
+    mux = ConsoleMux([vm.name for vm in vms], log_dir=tmp_path / "logs", write=lambda data: None)
+    with mux:
+        return run_session(vms, mux, lambda cfg: pytest.fail("no VM resets here"), stop, terminal or Terminal(None))
+
+
+def test_a_stop_signal_stops_every_vm_through_the_one_path(tmp_path) -> None:
+    """SIGTERM from another thread: the kernel may deliver it to any thread, the main one wakes."""
+    (vm_a, vcpus_a, backend_a), (vm_b, vcpus_b, backend_b) = looping_vm(tmp_path, "a"), looping_vm(tmp_path, "b")
+    previous = signal.getsignal(signal.SIGTERM)
+
+    def send_once_running() -> None:
+        for vcpu in vcpus_a + vcpus_b:
+            vcpu.running.wait()
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    with StopRequest() as stop, stop.catching_signals():
+        threading.Thread(target=send_once_running).start()
+        outcomes = session([vm_a, vm_b], stop, tmp_path)
+    assert signal.getsignal(signal.SIGTERM) is previous
+    assert [(o.exit_code, o.reason) for o in outcomes] == [(143, "stopped by SIGTERM")] * 2
+    assert exit_status(outcomes, stop) == 143
+    assert_released_after_join(vcpus_a + vcpus_b, backend_a)
+    assert_released_after_join(vcpus_b, backend_b)
+
+
+def test_ctrl_a_x_stops_every_vm_with_status_0(tmp_path) -> None:
+    vm, vcpus, backend = looping_vm(tmp_path)
+    with StopRequest() as stop:
+        threading.Thread(target=lambda: (vcpus[0].running.wait(), stop.request_quit())).start()
+        outcomes = session([vm], stop, tmp_path)
+    assert outcomes == [VmOutcome("vm", 0, QUIT_REASON)] and exit_status(outcomes, stop) == 0
+    assert_released_after_join(vcpus, backend)
+
+
+def test_the_status_of_a_power_off_is_the_guests_and_later_signals_change_nothing(tmp_path) -> None:
+    fail_3 = MmioWrite(GuestPhysAddr(0x10_0000), AccessWidth.DWORD, (3 << 16) | 0x3333)
+    with StopRequest() as stop, stop.catching_signals():
+        outcomes = session([build_vm(config(tmp_path), ScriptedBackend({0: [fail_3]}))], stop, tmp_path)
+        os.kill(os.getpid(), signal.SIGINT)  # after the run ended: recorded, not raised, not the status
+    assert exit_status(outcomes, stop) == 3 and stop.late_signals == 1
+
+
+class RecordingTerminal(Terminal):
+    def __init__(self) -> None:
+        super().__init__(None)
+        self.restored = 0
+
+    def restore(self) -> bool:
+        self.restored += 1
+        return True
+
+
+def test_an_exception_in_the_vmm_still_stops_joins_and_restores_the_terminal(tmp_path) -> None:
+    vm, vcpus, backend = looping_vm(tmp_path)
+
+    class BrokenMainLoop(StopRequest):
+        def wait(self, timeout: float | None = None) -> None:
+            vcpus[0].running.wait()
+            raise RuntimeError("a bug in the main loop")
+
+    terminal = RecordingTerminal()
+    with BrokenMainLoop() as stop, pytest.raises(RuntimeError, match="a bug in the main loop"):
+        session([vm], stop, tmp_path, terminal)
+    assert_released_after_join(vcpus, backend)
+    assert terminal.restored == 1

@@ -11,17 +11,19 @@ import importlib.metadata
 import logging
 import platform
 import sys
-import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 from axvm import AxVM, AxVMCrateConfig, ConfigError, VmBuildError, load_config
 
 from . import generate as generate_cmd
 from .backends import REGISTRY, kvm_kind, kvm_status, select_backend
-from .console import ConsoleMux, pump_stdin, raw_terminal, vm_console_target
+from .console import ConsoleMux, Terminal
 from .errors import USAGE_EXIT_STATUS, UserError
-from .plan import plan_vm
-from .vmm import VmOutcome, VmSupervisor, build_vm, start_vms, summarise
+from .loaders import missing_images
+from .net.spec import parse_netdev_spec
+from .session import report, run_session
+from .shutdown import StopRequest
+from .vmm import build_vm
 
 
 class _Parser(argparse.ArgumentParser):
@@ -36,12 +38,27 @@ def _version() -> str:
         return "0+unknown"
 
 
+RUN_DESCRIPTION = """\
+Run the VMs described by CONFIG files until the last one ends. The console follows one VM at a
+time: Ctrl-A x quits, Ctrl-A n moves to the next VM, Ctrl-A h shows help.
+
+exit status:
+  0        every VM powered off with status 0, or Ctrl-A x
+  1-255    the first VM that did not end with 0: its power-off status (a guest status
+           above 255, e.g. sifive_test FAIL with code 256, exits 255), or 1 when it failed
+           (the reason is printed, one line per VM)
+  2        a bad config, path or flag (nothing was run)
+  128+N    stopped by signal N: 130 SIGINT, 143 SIGTERM, 129 SIGHUP, 131 SIGQUIT
+           (every VM is stopped in order and the terminal restored first)"""
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="axvisor", description="A hypervisor in Python, following AxVisor's layering.")
     parser.add_argument("--version", action="version", version=f"axvisor {_version()}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log what the VMM does")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    run = commands.add_parser("run", help="run the VMs described by CONFIG files")
+    run = commands.add_parser("run", help="run the VMs described by CONFIG files",
+                              description=RUN_DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
     run.add_argument("configs", nargs="+", metavar="CONFIG")
     check = commands.add_parser("check", help="validate CONFIG files and print a summary")
     check.add_argument("configs", nargs="+", metavar="CONFIG")
@@ -60,20 +77,31 @@ def cmd_check(paths: Sequence[str]) -> int:
             print(error, file=sys.stderr)
             failed = True
             continue
-        try:  # what run does before it starts a vCPU, with images not yet fetched left out
-            plan = plan_vm(config, missing_images_ok=True)
-        except UserError as error:
-            print(error, file=sys.stderr)
+        bad_netdevs = netdev_problems(config)
+        if bad_netdevs:
+            print("\n".join(bad_netdevs), file=sys.stderr)
             failed = True
             continue
-        for warning in plan.warnings:
+        for warning in [*config.warnings, *missing_images(config)]:
             print(f"warning: {warning}", file=sys.stderr)
         base, kernel = config.base, config.kernel
+        ram = sum(region.size for region in kernel.memory_regions)
         print(f"{path}: ok: VM {base.id} {base.name!r}, {base.arch.value}, {base.cpu_num} vCPU(s), "
-              f"{plan.ram_bytes // (1 << 20)} MiB RAM in {len(kernel.memory_regions)} region(s), "
+              f"{ram // (1 << 20)} MiB RAM in {len(kernel.memory_regions)} region(s), "
               f"{len(config.devices.emu_devices)} emulated device(s), entry {kernel.entry_point:#x}, "
-              f"backend {plan.backend.kind.value}")
+              f"backend {base.backend.value}")
     return USAGE_EXIT_STATUS if failed else 0
+
+
+def netdev_problems(config: AxVMCrateConfig) -> list[str]:
+    """One line per ``[devices] netdevs`` entry that is not a netdev spec (checked without opening it)."""
+    problems = []
+    for name, spec in config.devices.netdevs:
+        try:
+            parse_netdev_spec(spec)
+        except ValueError as error:
+            problems.append(f"{config.origin}: devices.netdevs.{name}: {error}")
+    return problems
 
 
 def cmd_info() -> int:
@@ -102,8 +130,9 @@ def cmd_run(paths: Sequence[str]) -> int:
         for warning in config.warnings:
             print(f"warning: {warning}", file=sys.stderr)
     for config in configs:
-        plan_vm(config)  # every VM can run (images, devices, host bounds) before any starts
-    with ConsoleMux([config.base.name for config in configs]) as mux:
+        select_backend(config)  # every VM can run before any starts
+    terminal = Terminal.of_stdin()  # saved before anything can change it, restored by run_session
+    with StopRequest() as stop, stop.catching_signals(), ConsoleMux([config.base.name for config in configs]) as mux:
         label = {id(config): name for config, name in zip(configs, mux.names, strict=True)}
 
         def build(config: AxVMCrateConfig) -> AxVM:
@@ -124,46 +153,8 @@ def cmd_run(paths: Sequence[str]) -> int:
             for vm in vms:
                 vm.stop()
             raise
-        outcomes = run_with_console(vms, mux, build)
-    for outcome in outcomes:
-        if outcome.exit_code:
-            print(f"axvisor: VM {outcome.name!r}: {outcome.reason}", file=sys.stderr)
-    return summarise(outcomes)
-
-
-def run_with_console(vms: list[AxVM], mux: ConsoleMux, build: Callable[[AxVMCrateConfig], AxVM]) -> list[VmOutcome]:
-    """Run the VMs; the terminal follows one VM at a time (Ctrl-A n), the others go to log files."""
-    supervisors = start_vms(vms, rebuild=build)
-    for name, supervisor in zip(mux.names, supervisors, strict=True):
-
-        def current_vm(s: VmSupervisor = supervisor) -> AxVM:  # bound now: the loop moves on
-            return s.vm
-
-        mux.set_target(name, vm_console_target(current_vm))
-        if len(supervisors) > 1:  # say on the terminal (and in its log) when a VM ends
-            threading.Thread(target=lambda n=name, s=supervisor: mux.mark_ended(n, s.join().reason),
-                             daemon=True, name=f"{name}-end").start()
-
-    def quit_all() -> None:
-        for supervisor in supervisors:
-            supervisor.vm.shutdown(0)
-
-    try:
-        fd: int | None = sys.stdin.fileno()
-    except (OSError, ValueError):  # no usable stdin (closed, or replaced by a test harness)
-        fd = None
-    if fd is None:
-        mux.announce()
-        return [supervisor.join() for supervisor in supervisors]
-    console = mux.console_input(quit_all)
-    stop = threading.Event()
-    with raw_terminal(fd):
-        mux.announce()
-        threading.Thread(target=pump_stdin, args=(console, stop, fd), daemon=True, name="console").start()
-        try:
-            return [supervisor.join() for supervisor in supervisors]
-        finally:
-            stop.set()
+        outcomes = run_session(vms, mux, build, stop, terminal)  # the one shutdown path, however it ends
+        return report(outcomes, stop, mux.mid_line)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -8,13 +8,16 @@ when the console moves to another VM is dropped, since it was typed for the old 
 
 ``ConsoleMux`` decides where each VM's output goes: every byte is appended to the VM's log
 file (``<log_dir>/<name>.log``), and the focused VM's bytes also go to the terminal. Output
-comes from vCPU threads; a VM that is not focused never waits for the terminal. The terminal is
-put in raw mode only when stdin is a terminal, and restored however the VMM ends.
+comes from vCPU threads; a VM that is not focused never waits for the terminal, and no VM
+fails because the terminal went away (a hang-up): its bytes still reach the log.
+
+``Terminal`` saves the user's terminal settings when ``axvisor run`` starts; the terminal is
+put in raw mode only when stdin is a terminal, and restored in the VMM's one shutdown path
+however it ends (see ``session``).
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 import select
@@ -22,10 +25,10 @@ import sys
 import termios
 import threading
 import tty
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Protocol
+from typing import IO, TYPE_CHECKING, Any, Protocol
 
 from .errors import UserError
 
@@ -171,6 +174,10 @@ class ConsoleMux:
         directory = Path(log_dir if log_dir is not None else os.environ.get(LOG_DIR_ENV) or DEFAULT_LOG_DIR)
         self.log_dir = directory
         self._write = write or _terminal_write
+        self.terminal_errors = 0
+        """Writes the terminal refused (it hung up, or stdout was closed); the logs still have them."""
+        self.mid_line = False
+        """The last byte on the terminal was not a newline (the VMM's last words start a line)."""
         self._out_lock = threading.Lock()
         self.names = _file_names(names)
         try:
@@ -192,6 +199,15 @@ class ConsoleMux:
 
     # -- output ----------------------------------------------------------------------------
 
+    def _to_terminal(self, data: bytes) -> None:
+        """Put bytes on the terminal (under ``_out_lock``); a terminal that is gone loses them."""
+        try:
+            self._write(data)
+        except (OSError, ValueError):
+            self.terminal_errors += 1
+        if data:
+            self.mid_line = not data.endswith(b"\n")
+
     def sink_for(self, name: str) -> Callable[[bytes], None]:
         """The console output sink to build VM ``name`` with (also after a reset)."""
         vm = self._vm(name)
@@ -201,7 +217,7 @@ class ConsoleMux:
             if self._focus == name:  # cheap test first: unfocused VMs never take the terminal lock
                 with self._out_lock:
                     if self._focus == name:
-                        self._write(data)
+                        self._to_terminal(data)
 
         return sink
 
@@ -218,7 +234,7 @@ class ConsoleMux:
     def echo(self, data: bytes) -> None:
         """Write the VMM's own bytes to the terminal (help, status lines)."""
         with self._out_lock:
-            self._write(data)
+            self._to_terminal(data)
 
     @property
     def log_paths(self) -> dict[str, Path]:
@@ -238,7 +254,7 @@ class ConsoleMux:
         """Print the status line when there is more than one VM (call once, at start)."""
         if len(self.names) > 1:
             with self._out_lock:
-                self._write(self.status_line())
+                self._to_terminal(self.status_line())
 
     def focus_next(self) -> str:
         """Move the console to the next VM still running (any next VM when none is) and print
@@ -247,7 +263,7 @@ class ConsoleMux:
             start = self.names.index(self._focus)
             order = [self.names[(start + step) % len(self.names)] for step in range(1, len(self.names) + 1)]
             self._focus = next((name for name in order if not self._vms[name].ended), order[0])
-            self._write(self.status_line())
+            self._to_terminal(self.status_line())
             return self._focus
 
     def mark_ended(self, name: str, reason: str) -> None:
@@ -294,26 +310,60 @@ class ConsoleMux:
             raise KeyError(f"no VM {name!r} on this console; expected one of {self.names}") from None
 
 
-@contextlib.contextmanager
-def raw_terminal(fd: int) -> Iterator[None]:
-    if not os.isatty(fd):
-        yield
-        return
-    saved = termios.tcgetattr(fd)
-    try:
-        tty.setraw(fd)
-        yield
-    finally:
-        termios.tcsetattr(fd, termios.TCSADRAIN, saved)
+class Terminal:
+    """The user's terminal: its settings saved at start, raw while VMs run, restored once.
+
+    ``restore`` never raises and never waits for output to drain (TCSANOW), so the shutdown
+    path cannot hang on a terminal that stopped reading; after a hang-up it returns False.
+    """
+
+    def __init__(self, fd: int | None) -> None:
+        self.fd = fd
+        self._saved: list[Any] | None = None
+        if fd is not None and os.isatty(fd):
+            try:
+                self._saved = termios.tcgetattr(fd)
+            except termios.error:
+                self._saved = None
+
+    @classmethod
+    def of_stdin(cls) -> Terminal:
+        try:
+            return cls(sys.stdin.fileno())
+        except (OSError, ValueError, AttributeError):  # no usable stdin (closed, or a test harness's)
+            return cls(None)
+
+    @property
+    def interactive(self) -> bool:
+        """stdin is a terminal whose settings were saved (so keystrokes go to the guest)."""
+        return self._saved is not None
+
+    def raw(self) -> None:
+        """Keystrokes straight to the guest: no echo, no line editing, no signals from keys."""
+        if self.fd is not None and self._saved is not None:
+            tty.setraw(self.fd)
+
+    def restore(self) -> bool:
+        """Put back the settings saved at start; False when the terminal is gone (hung up)."""
+        if self.fd is None or self._saved is None:
+            return True
+        try:
+            termios.tcsetattr(self.fd, termios.TCSANOW, self._saved)
+        except (termios.error, OSError):
+            return False
+        return True
 
 
 def pump_stdin(console: ConsoleInput, stop: threading.Event, fd: int | None = None) -> None:
-    """Read stdin until ``stop`` is set or stdin ends; run on a daemon thread."""
+    """Read stdin until ``stop`` is set or stdin ends (or hangs up); run on a daemon thread."""
     fd = sys.stdin.fileno() if fd is None else fd
     while not stop.is_set():
-        readable, _, _ = select.select([fd], [], [], RETRY_SECONDS if console.pending else 0.1)
-        if readable:
-            data = os.read(fd, 1024)
+        try:
+            readable, _, _ = select.select([fd], [], [], RETRY_SECONDS if console.pending else 0.1)
+            data = os.read(fd, 1024) if readable else None
+        except OSError:  # EIO once the terminal hung up: nothing more will be typed
+            return
+        if data is not None:
             if not data:
                 return
             console.feed(data)

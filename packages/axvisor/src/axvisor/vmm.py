@@ -2,6 +2,12 @@
 
 Policy lives here, not in axvm: what to do when a vCPU halts, when the guest powers off, when
 the backend fails. A VM that fails or powers off never stops another VM.
+
+However a VM ends (the guest powers off or resets, a vCPU fails, the VMM stops it), it ends
+the same way, in ``RunningVm.wait``: every vCPU is kicked out of the guest and its thread
+joined, then the writable disks are flushed, and only then are the engines, host resources
+and guest memory released (``AxVM.stop``). Releasing an engine while a thread still runs in
+it crashes the process.
 """
 
 from __future__ import annotations
@@ -11,10 +17,11 @@ import os
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from axvcpu import CpuUp, FailEntry, Halt, SystemDown, Unsupported
 from axvm import AxVM, AxVMCrateConfig, VmBackend
-from axvm.host import HostResources
+from axvm.host import HostDisk, HostResources
 
 from .loaders import load_guest
 from .net import NetHost
@@ -23,6 +30,18 @@ log = logging.getLogger(__name__)
 
 HALT_WAIT_SECONDS = 0.01
 """The longest a halted vCPU waits before looking at the VM's stop request again."""
+
+STATUS_MAX = 255
+"""Process exit statuses are 8 bits: a guest code that does not fit becomes this."""
+
+
+def exit_status(code: int) -> int:
+    """The process exit status for a VM's exit code: 0-255 as they are, anything else 255.
+
+    Truncating to 8 bits, as exit() would, turns a guest failure such as sifive_test FAIL with
+    code 256 into 0, success; a failure must never read as success.
+    """
+    return code if 0 <= code <= STATUS_MAX else STATUS_MAX
 
 
 @dataclass(frozen=True)
@@ -35,6 +54,31 @@ class VmOutcome:
     reset: bool = False
 
 
+class VmmHost(NetHost):
+    """axvisor's host resources for one VM (NetHost's), remembering the writable disks it
+    opens so the VMM can flush them once the vCPUs are joined, before the VM closes them."""
+
+    def __init__(self) -> None:
+        self.disks: list[tuple[Path, HostDisk]] = []
+
+    def open_disk(self, path: Path, read_only: bool) -> HostDisk:
+        disk = super().open_disk(path, read_only)
+        if not read_only:
+            self.disks.append((path, disk))
+        return disk
+
+    def flush_disks(self) -> str | None:
+        """fsync every writable disk; the first failure as a one-line reason, else None."""
+        problem = None
+        for path, disk in self.disks:
+            try:
+                disk.flush()
+            except OSError as error:  # the guest's writes may be lost: the VM must not end with 0
+                log.error("disk %s: flushing it failed: %s", path, error.strerror or error)
+                problem = problem or f"disk {path}: flushing it failed: {error.strerror or error}"
+        return problem
+
+
 class RunningVm:
     """One VM and its vCPU threads."""
 
@@ -42,6 +86,7 @@ class RunningVm:
         self.vm = vm
         self.threads: list[threading.Thread] = []
         self._failure: str | None = None
+        self._stopped: VmOutcome | None = None
         self._started: set[int] = set()
         self._lock = threading.Lock()
 
@@ -60,6 +105,12 @@ class RunningVm:
         if self._failure is None:
             self._failure = reason
         self.vm.shutdown(1)
+
+    def stop(self, exit_code: int, reason: str) -> None:
+        """End this VM from outside the guest (a signal, Ctrl-A x) with this outcome."""
+        if self._stopped is None:
+            self._stopped = VmOutcome(self.vm.name, exit_code, reason)
+        self.vm.shutdown(exit_code)
 
     def _vcpu_main(self, vcpu_id: int) -> None:
         host_cpus = self.vm.vcpus[vcpu_id].phys_cpu_set
@@ -105,12 +156,18 @@ class RunningVm:
         self.start_vcpu(vcpu_id)
 
     def wait(self) -> VmOutcome:
-        """Join every vCPU thread (secondaries may start while waiting), then stop the VM."""
+        """Join every vCPU thread (secondaries may start while waiting), flush the disks, then
+        release the VM. Call it after something asked the VM to stop, or the guest may run on."""
         while alive := [thread for thread in self.threads if thread.is_alive()]:
             alive[0].join()
+        host = self.vm.host
+        if isinstance(host, VmmHost) and (problem := host.flush_disks()) is not None and self._failure is None:
+            self._failure = problem
         request = self.vm.exit_request
         if self._failure is not None:
             outcome = VmOutcome(self.vm.name, 1, self._failure)
+        elif self._stopped is not None:
+            outcome = self._stopped
         elif request is not None and request.reset:
             outcome = VmOutcome(self.vm.name, 0, "the guest asked for a reset", reset=True)
         elif request is not None:
@@ -126,7 +183,7 @@ def build_vm(config: AxVMCrateConfig, backend: VmBackend,
              host: HostResources | None = None) -> AxVM:
     """The recipe for one VM: compose it (with axvisor's host resources: disks, entropy, TAP and
     UDP networking), load its images, mark it loaded."""
-    vm = AxVM(config, backend, console_output, host or NetHost())
+    vm = AxVM(config, backend, console_output, host or VmmHost())
     try:
         vm.boot_plan = load_guest(config, vm.addrspace.memory)
     except BaseException:
@@ -138,40 +195,90 @@ def build_vm(config: AxVMCrateConfig, backend: VmBackend,
 
 class VmSupervisor:
     """Runs one VM until it ends for good: a guest reset rebuilds it from its config and boots
-    it again (a fresh VM, as a power cycle), anything else is its outcome."""
+    it again (a fresh VM, as a power cycle), anything else is its outcome.
+
+    ``stop`` ends it from outside; ``on_end`` is called on the supervisor's thread once the VM
+    has ended and been released (the VMM's main loop uses it to wake up).
+    """
 
     def __init__(self, vm: AxVM, rebuild: Callable[[AxVMCrateConfig], AxVM] | None = None,
-                 boot_vcpus: Callable[[AxVM], list[int]] | None = None) -> None:
+                 boot_vcpus: Callable[[AxVM], list[int]] | None = None,
+                 on_end: Callable[[VmSupervisor], object] | None = None) -> None:
         self.vm = vm
         self.outcome: VmOutcome | None = None
         self.resets = 0
         self._rebuild = rebuild
         self._boot_vcpus = boot_vcpus
+        self._on_end = on_end
+        self._lock = threading.Lock()
+        self._stop: tuple[int, str] | None = None
+        self._running: RunningVm | None = None
         self._thread = threading.Thread(target=self._main, daemon=True, name=f"{vm.name}-supervisor")
 
     def start(self) -> None:
         self._thread.start()
 
+    @property
+    def ended(self) -> bool:
+        return self.outcome is not None
+
+    def stop(self, exit_code: int, reason: str) -> None:
+        """Stop the VM with this outcome (the first stop wins; a VM already ended keeps its own).
+
+        It only asks (its vCPUs are kicked out of the guest); ``join`` waits for the end. A VM
+        that has not booted yet, or is being rebuilt after a reset, does not boot again.
+        """
+        with self._lock:
+            if self._stop is None:
+                self._stop = (exit_code, reason)
+            running, stop = self._running, self._stop
+        if running is not None:
+            running.stop(*stop)
+
     def join(self) -> VmOutcome:
-        self._thread.join()
+        """Wait until the VM has ended and been released. A supervisor never started runs here,
+        on the caller's thread (after ``stop`` it releases the VM without booting it)."""
+        if self._thread.ident is None:
+            self._main()
+        else:
+            self._thread.join()
         assert self.outcome is not None
         return self.outcome
 
     def _main(self) -> None:
+        try:
+            self.outcome = self._run()
+        except Exception as error:  # a bug in the VMM ends this VM, released, never the others
+            log.exception("VM %s: the supervisor failed", self.vm.name)
+            self.outcome = VmOutcome(self.vm.name, 1, f"VMM error: {type(error).__name__}: {error}")
+        if self._on_end is not None:
+            try:
+                self._on_end(self)
+            except Exception:
+                log.exception("VM %s: reporting its end failed", self.vm.name)
+
+    def _run(self) -> VmOutcome:
         while True:
             outcome = self._run_once(self.vm)
+            if outcome.reset and self._stop is not None:  # stopped while resetting: no rebuild
+                return VmOutcome(self.vm.name, *self._stop)
             if not (outcome.reset and self._rebuild is not None):
-                self.outcome = outcome
-                return
+                return outcome
             try:
-                self.vm = self._rebuild(self.vm.config)
+                vm = self._rebuild(self.vm.config)
             except Exception as error:  # a config or image that went away: this VM ends, others go on
-                self.outcome = VmOutcome(self.vm.name, 1, f"could not restart after a reset: {error}")
-                return
+                return VmOutcome(self.vm.name, 1, f"could not restart after a reset: {error}")
+            with self._lock:
+                self.vm = vm
             self.resets += 1
 
     def _run_once(self, vm: AxVM) -> VmOutcome:
         handle = RunningVm(vm)
+        with self._lock:  # a stop() from now on reaches this run; one before it is applied here
+            self._running, stop = handle, self._stop
+        if stop is not None:
+            handle.stop(*stop)
+            return handle.wait()
         try:
             vm.boot()
             for vcpu_id in (self._boot_vcpus(vm) if self._boot_vcpus else range(len(vm.vcpus))):
@@ -194,14 +301,15 @@ def run_vms(vms: list[AxVM], boot_vcpus: Callable[[AxVM], list[int]] | None = No
 
 
 def start_vms(vms: list[AxVM], boot_vcpus: Callable[[AxVM], list[int]] | None = None,
-              rebuild: Callable[[AxVMCrateConfig], AxVM] | None = None) -> list[VmSupervisor]:
+              rebuild: Callable[[AxVMCrateConfig], AxVM] | None = None,
+              on_end: Callable[[VmSupervisor], object] | None = None) -> list[VmSupervisor]:
     """Like run_vms, but returns the running supervisors (``supervisor.vm`` follows resets)."""
-    supervisors = [VmSupervisor(vm, rebuild, boot_vcpus) for vm in vms]
+    supervisors = [VmSupervisor(vm, rebuild, boot_vcpus, on_end) for vm in vms]
     for supervisor in supervisors:
         supervisor.start()
     return supervisors
 
 
 def summarise(outcomes: list[VmOutcome]) -> int:
-    """The VMM's exit status: the first non-zero VM status, else 0."""
-    return next((outcome.exit_code for outcome in outcomes if outcome.exit_code), 0)
+    """The VMM's exit status: the first non-zero VM exit code as an ``exit_status``, else 0."""
+    return next((exit_status(outcome.exit_code) for outcome in outcomes if outcome.exit_code), 0)
