@@ -10,9 +10,11 @@ PYTHON=${PYTHON:-python3}
 VENV="$ROOT/.venv"
 TOOLS="$ROOT/.tools"
 HVCONFIG="$ROOT/.hvconfig.toml"
-# Debian packages the project needs on the host (installed by setup when running as root).
-APT_PACKAGES=(gcc libc6-dev linux-libc-dev binutils device-tree-compiler binutils-riscv64-linux-gnu
-              e2fsprogs iproute2 iputils-ping qemu-system-misc)
+# Debian packages the project needs on the host (installed by setup when running as root): the
+# compilers and tools the tests use (.ci/run requires every one of them there), QEMU as the
+# reference peer, and what fetches the Debian guest images (apt's keyring for Debian).
+APT_PACKAGES=(gcc libc6-dev linux-libc-dev python3-dev binutils device-tree-compiler binutils-riscv64-linux-gnu
+              gdb-multiarch e2fsprogs iproute2 iputils-ping qemu-system-misc debian-archive-keyring)
 
 say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 die() { printf 'axvisor.sh: %s\n' "$*" >&2; exit 2; }
@@ -148,7 +150,9 @@ cmd_defconfig() {
   echo "wrote $HVCONFIG: vms = [\"$vm\"]"
 }
 
-# Fetch or build the Debian images the given configs name (cached; quick when present).
+# Fetch or build the Debian images the given configs name (cached; quick when present). The
+# scripts' progress (==> lines, and how much of a big download has arrived) goes to stderr; only
+# their list of paths on stdout is dropped.
 ensure_images() {
   local configs; configs=$(cat "$@" 2>/dev/null || true)
   if grep -q '\.cache/axvisor/riscv64/\(linux\|initramfs\|disk\)' <<<"$configs"; then
@@ -185,12 +189,14 @@ PY
 
 cmd_run() {
   cmd_setup
-  build_guests
   if [ $# -eq 0 ]; then
     local vms; vms=$(default_vms) || exit 2
     mapfile -t args <<<"$vms"
     set -- "${args[@]}"
   fi
+  # The x86 test guests (and the riscv parking kernel) only for configs that boot them: the
+  # default riscv64 Linux VM needs no gcc.
+  if grep -q 'build/guests/' "$@" 2>/dev/null; then build_guests; fi
   ensure_images "$@"
   exec "$VENV/bin/axvisor" run "$@"
 }
