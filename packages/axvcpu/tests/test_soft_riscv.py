@@ -467,6 +467,42 @@ def test_msip_from_another_thread_wakes_a_hart_blocked_in_wfi(machines: list[Sof
     assert m.reg("a1") == INT | 3
 
 
+# Firmware parked with interrupts masked (mstatus.MIE clear) waits as OpenSBI 1.1's secondary
+# harts wait for the cold-boot hart: wfi, then look in mip for the IPI. Unicorn's own mip never
+# holds the M-level bits, so the backend must answer that read.
+MIP_AFTER_WFI = (
+    """
+    li t0, 0x888              # MSIE, MTIE, MEIE: wfi wakes for them, none is taken
+    csrs mie, t0
+1:  wfi
+read_mip:
+    READ_MIP
+    and a1, a1, t0
+    beqz a1, 1b
+    csrw mie, zero
+"""
+    + HALT_LOOP
+)
+
+
+@pytest.mark.parametrize("read_mip", ["csrr a1, mip", "csrrsi a1, mip, 2"])
+@pytest.mark.parametrize("irq", [3, 7, 11])
+def test_a_read_of_mip_after_wfi_sees_the_pending_m_level_interrupt(
+    machines: list[SoftMachine], irq: int, read_mip: str
+) -> None:
+    m = build(machines, MIP_AFTER_WFI.replace("READ_MIP", read_mip))
+    assert m.vcpu.run() == Halt()
+    if irq == 7:
+        m.backend.set_mtimecmp(0, 0)
+    else:
+        m.backend.hart_line(0, irq).set_level(True)
+    m.run_until_halt()
+    assert m.reg("a1") == 1 << irq
+    assert m.reg("pc") > m.sym("read_mip")
+    assert m.reg("mcause") == 0  # waited for, never taken
+    assert m.reg("mip") & 2 == (2 if "csrrsi" in read_mip else 0)  # the instruction's write happened
+
+
 def test_wait_for_interrupt_times_out_when_nothing_comes(machines: list[SoftMachine]) -> None:
     m = build(machines, "li t0, 0x8\n csrs mie, t0\n" + HALT_LOOP)
     assert isinstance(m.vcpu.run(), Halt)

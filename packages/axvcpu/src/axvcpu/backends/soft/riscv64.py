@@ -8,7 +8,10 @@ ways, each decoded here:
 
 - the count ran out: ``Nothing()``, so the VM loop can look at stop requests;
 - the guest executed ``wfi`` (unicorn returns with the PC after it): ``Halt()`` unless an
-  interrupt is pending and enabled in mie;
+  interrupt is pending and enabled in mie. Unicorn's mip never holds the M-level bits, so a
+  csr instruction on mip at the start of a slice in M mode is run here, with them: every wfi
+  ends a slice, so the read that follows a wfi (how firmware with interrupts masked looks for
+  the IPI that woke it) always sees them;
 - a synchronous exception: unicorn calls the INTR hook instead of trapping (with the PC
   already advanced by 4 and every ecall as cause 8). The hook emulates reads of the ``time``
   CSR in place (rdtime is the most frequent trap of a Linux boot) and enters every other trap
@@ -61,7 +64,16 @@ from axaddrspace import AccessWidth, GuestPhysAddr, Stage2Mapper
 
 from ...arch import ArchVCpu
 from ...exits import AxVCpuExitReason, FailEntry, Halt, MmioRead, MmioWrite, Nothing
-from .riscv_decode import WFI, AccessKind, MemAccess, decode_csr, decode_mem, insn_length, is_ebreak
+from .riscv_decode import (
+    CSR_MIP,
+    WFI,
+    AccessKind,
+    MemAccess,
+    decode_csr,
+    decode_mem,
+    insn_length,
+    is_ebreak,
+)
 from .riscv_irq import IRQ_MSIP, MIP_BITS, HartInterrupts, highest
 from .riscv_mmu import Access, faulting_address, translate
 from .riscv_regs import CSR_IDS, FPR_IDS, GPR_IDS, PC, PRIV, PRIV_M, RegFile, set_mhartid
@@ -351,9 +363,11 @@ class RiscvSoftVCpu(ArchVCpu):
         or legacy extension 5) or HSM hart_start. Per the SBI spec, a7 is the extension, a6 the
         function."""
         extension, function = self._regs.read_many(_A7, _A6)
-        return ((extension == SBI_EXT_RFENCE and function == SBI_RFENCE_FENCE_I)
-                or extension == SBI_LEGACY_REMOTE_FENCE_I
-                or (extension == SBI_EXT_HSM and function == SBI_HSM_HART_START))
+        return (
+            (extension == SBI_EXT_RFENCE and function == SBI_RFENCE_FENCE_I)
+            or extension == SBI_LEGACY_REMOTE_FENCE_I
+            or (extension == SBI_EXT_HSM and function == SBI_HSM_HART_START)
+        )
 
     def flush_translations(self) -> None:
         """Drop the engine's translated code, so the hart next runs what RAM holds now.
@@ -372,7 +386,8 @@ class RiscvSoftVCpu(ArchVCpu):
             self.translation_flushes += 1
 
     def _take_interrupt(self) -> None:
-        """Enter the highest pending M-level interrupt if it is enabled (unicorn drops them)."""
+        """Enter the highest pending M-level interrupt if it is enabled (unicorn drops them);
+        in M mode, answer a read of mip at the PC with them pending (see ``_emulate_mip_access``)."""
         m_pending = self._apply_lines()
         if not m_pending:
             return
@@ -380,11 +395,39 @@ class RiscvSoftVCpu(ArchVCpu):
         priv = regs.priv
         mie, mstatus, mideleg = regs.read_csrs(_MIE, _MSTATUS, _MIDELEG)
         irq = highest(m_pending & mie)
-        if irq is None or not interrupt_enabled(irq, priv=priv, mstatus=mstatus, mideleg=mideleg):
-            return
-        enter_trap(regs, irq, interrupt=True, epc=regs.pc, tval=0, priv=priv)
-        self._irqs.taken(irq)
-        self.traps_entered += 1
+        if irq is not None and interrupt_enabled(irq, priv=priv, mstatus=mstatus, mideleg=mideleg):
+            enter_trap(regs, irq, interrupt=True, epc=regs.pc, tval=0, priv=priv)
+            self._irqs.taken(irq)
+            self.traps_entered += 1
+            priv = PRIV_M
+        if priv == PRIV_M:
+            self._emulate_mip_access()
+
+    def _emulate_mip_access(self) -> None:
+        """Run the csr instruction on mip at the PC, if it is one that reads, with the M bits.
+
+        Unicorn keeps MSIP, MTIP and MEIP out of its mip (software cannot write them, and
+        nothing else sets them), so a read it executes misses them. Firmware waiting with
+        interrupts masked executes wfi, which returns when an interrupt enabled in mie is
+        pending whatever mstatus.MIE says, and then reads mip to see which (privileged spec
+        3.3.3, "Wait for Interrupt"): OpenSBI 1.1's secondary harts wait for the cold-boot
+        hart so, U-Boot's secondary harts for an IPI. Unicorn ends every slice at a wfi, so
+        that read is the first instruction of the next slice, and is done here. The write
+        part, if any, goes through unicorn, which keeps only the bits software may write.
+        """
+        regs = self._regs
+        pc = regs.pc
+        insn = self._fetch_insn(pc, PRIV_M)
+        op = decode_csr(insn) if insn is not None else None
+        if op is None or op.csr != CSR_MIP or not op.rd:
+            return  # not a read of mip: unicorn runs it, the M bits do not matter to it
+        native = regs.read_csr(_MIP)
+        old = native | self._irqs.m_pending()
+        if not op.is_read_only:
+            operand = op.source if op.uses_immediate else self._regs.read(_X0 + op.source) if op.source else 0
+            regs.write_csr(_MIP, op.new_value(native, operand))
+        regs.write(_X0 + op.rd, old)
+        regs.set_pc(pc + 4)
 
     def _apply_line_now(self, irq: int, level: bool) -> bool:
         """An S-level line changed on this hart's own thread mid-slice (an MMIO handler): apply it.

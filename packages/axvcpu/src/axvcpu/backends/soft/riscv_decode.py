@@ -4,7 +4,8 @@ Unicorn reports a faulting load or store without its address (stval is not expos
 illegal instruction without its bits, so the backend decodes the instruction at the faulting
 PC: loads, stores, LR/SC/AMOs and their compressed forms (RISC-V unprivileged spec, chapters 2,
 8 "A" and 16 "C"), to find the effective address, the width and the register a value goes to;
-and Zicsr instructions (chapter 9), to emulate reads of the ``time`` CSR unicorn lacks.
+and Zicsr instructions (chapter 9), to emulate reads of the ``time`` CSR unicorn lacks and of
+``mip`` where unicorn's copy lacks the M-level bits.
 
 Everything here is a pure function of the instruction bits, so it is tested without an engine.
 """
@@ -19,6 +20,7 @@ EBREAK = 0x0010_0073
 C_EBREAK = 0x9002
 
 CSR_TIME = 0xC01
+CSR_MIP = 0x344
 
 _OP_LOAD = 0x03
 _OP_LOAD_FP = 0x07
@@ -63,6 +65,18 @@ class CsrOp:
     def is_read_only(self) -> bool:
         """csrrs/csrrc with x0, or csrrsi/csrrci with 0: a pure read (rdtime is csrrs rd, time, x0)."""
         return self.funct3 in (2, 3, 6, 7) and self.source == 0
+
+    @property
+    def uses_immediate(self) -> bool:
+        """csrrwi/csrrsi/csrrci: ``source`` is the value itself, not a register number."""
+        return self.funct3 >= 5
+
+    def new_value(self, old: int, operand: int) -> int:
+        """What the instruction writes to a CSR holding ``old``, given its operand's value."""
+        kind = self.funct3 & 3
+        if kind == 1:
+            return operand
+        return old | operand if kind == 2 else old & ~operand
 
 
 def insn_length(low_half: int) -> int:

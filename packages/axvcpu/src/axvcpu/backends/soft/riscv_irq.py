@@ -115,6 +115,15 @@ class HartInterrupts:
         rose = (changed & levels) | pulses
         return rose & S_LEVEL_MASK, changed & ~levels & S_LEVEL_MASK, m_pending, rose
 
+    def m_pending(self) -> int:
+        """The M-level bits pending now, as the guest's mip shows them; consumes nothing."""
+        with self._cond:
+            pending = (self._levels | self._pulses) & M_LEVEL_MASK | self._latched_m
+            mtimecmp = self._mtimecmp
+        if mtimecmp != MTIMECMP_RESET and self._mtime() >= mtimecmp:
+            pending |= 1 << IRQ_MTIP
+        return pending
+
     def taken(self, irq: int) -> None:
         """The hart entered interrupt ``irq``: a latched pulse of it is consumed."""
         with self._cond:
