@@ -22,6 +22,8 @@ usage: scripts/fetch-debian-images.sh [--arch ARCH] [--suite SUITE] [--force] [P
 Downloads each PACKAGE (default: opensbi u-boot-qemu) for ARCH (default riscv64) from Debian
 SUITE (default trixie; PACKAGE@SUITE picks one package's suite) with `apt-get download`,
 unpacks it into $CACHE/ARCH/PACKAGE/ and copies the images guests boot to stable paths there.
+A package from a suite other than the default one goes to $CACHE/ARCH/PACKAGE@SUITE/ instead,
+so it never replaces the default suite's images (opensbi@bookworm beside trixie's opensbi).
 A package already fetched from the same suite is skipped, and one whose .deb was downloaded
 before is unpacked from it, without the network (--force fetches it again). Each suite is asked
 for ARCH's own index first; its binary-all index is added only for a package not found there.
@@ -54,6 +56,12 @@ dest_dir() {  # dest_dir PACKAGE: the directory under $CACHE/ARCH that PACKAGE i
     busybox-static) echo busybox ;;
     *) echo "$1" ;;
   esac
+}
+
+dest_tree() {  # dest_tree PACKAGE SUITE: the tree PACKAGE from SUITE is unpacked into; DIR@SUITE off the default suite
+  local dir
+  dir=$(dest_dir "$1")
+  if [ "$2" = "$SUITE" ]; then echo "$CACHE/$ARCH/$dir"; else echo "$CACHE/$ARCH/$dir@$2"; fi
 }
 
 copy_image() {  # copy_image TREE SOURCE DEST (both relative to TREE)
@@ -345,7 +353,7 @@ download() {  # download REAL SUITE MIRROR DEB SIZE: apt-get download into $DEBS
 tree_ready() {  # tree_ready NAME SUITE: NAME was unpacked before from SUITE for the same request
   local dir dest
   dir=$(dest_dir "$1")
-  dest=$CACHE/$ARCH/$dir
+  dest=$(dest_tree "$1" "$2")
   # A tree from before requests were recorded was fetched under its directory's name.
   [ -f "$dest/.axvisor-version" ] && [ "$(cat "$dest/.axvisor-suite" 2>/dev/null)" = "$2" ] \
     && [ "$(cat "$dest/.axvisor-request" 2>/dev/null || echo "$dir")" = "$1" ]
@@ -354,7 +362,7 @@ tree_ready() {  # tree_ready NAME SUITE: NAME was unpacked before from SUITE for
 cached() {  # cached NAME SUITE: 0 when NAME is in place without the network (unpacked before, or from its cached .deb)
   local pkg=$1 suite=$2 dest record real deb
   [ "$FORCE" = 0 ] || return 1
-  dest=$CACHE/$ARCH/$(dest_dir "$pkg")
+  dest=$(dest_tree "$pkg" "$suite")
   record=$DEBS/.axvisor-requests/$pkg@$suite
   if tree_ready "$pkg" "$suite"; then
     say "$pkg $(cat "$dest/.axvisor-version") ($suite) already in $dest"
@@ -416,7 +424,8 @@ fetch_package() {  # fetch_package NAME SUITE MIRROR: resolve and download NAME,
 install_deb() {  # install_deb NAME SUITE REAL DEB: unpack DEB (of package REAL) and lay out its images
   local pkg=$1 suite=$2 real=$3 deb=$4 dir version
   dir=$(dest_dir "$pkg")
-  local dest=$CACHE/$ARCH/$dir
+  local dest
+  dest=$(dest_tree "$pkg" "$suite")
   CURRENT=$real
   version=$(dpkg-deb -f "$DEBS/$deb" Version) || die "$DEBS/$deb is not a Debian package"
   say "unpacking $deb into $dest"
@@ -462,10 +471,11 @@ fetch_all() {  # fetch_all SPEC...: fetch each NAME@SUITE from the first mirror 
   die "$LAST_ERROR"
 }
 
-report() {  # report NAME...: the laid-out files of each package, with sizes (a modules tree counted)
-  local pkg dest release
-  for pkg in "$@"; do
-    dest=$CACHE/$ARCH/$(dest_dir "$pkg")
+report() {  # report NAME@SUITE...: the laid-out files of each package, with sizes (a modules tree counted)
+  local spec pkg dest release
+  for spec in "$@"; do
+    pkg=${spec%@*}
+    dest=$(dest_tree "$pkg" "${spec#*@}")
     printf '%s %s (%s)\n' "$(cat "$dest/.axvisor-package" 2>/dev/null || echo "$pkg")" \
       "$(cat "$dest/.axvisor-version")" "$(cat "$dest/.axvisor-suite")"
     find "$dest" \( -path "$dest/usr" -o -path "$dest/boot" -o -path "$dest/bin" -o -path "$dest/lib" \
@@ -509,7 +519,9 @@ main() {
     cached "${names[$i]}" "${suites[$i]}" || needed+=("${names[$i]}@${suites[$i]}")
   done
   [ ${#needed[@]} = 0 ] || fetch_all "${needed[@]}"
-  report "${names[@]}"
+  local reported=()
+  for i in "${!names[@]}"; do reported+=("${names[$i]}@${suites[$i]}"); done
+  report "${reported[@]}"
 }
 
 main "$@"
