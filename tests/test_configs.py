@@ -7,7 +7,9 @@ from pathlib import Path
 import pytest
 
 from axdevice import RecordingNetBackend
+from axvisor import UserError
 from axvisor.net.spec import parse_netdev_spec
+from axvisor.plan import plan_vm
 from axvm import AxVM, ScriptedBackend, load_config
 from axvm.host import LocalHost
 
@@ -71,3 +73,18 @@ def test_shipped_config_loads_and_composes(path: Path) -> None:
     assert vm.warnings == [], vm.warnings
     assert vm.consoles, "every shipped VM has a console"
     vm.stop()
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=[p.stem for p in CONFIGS])
+def test_shipped_config_passes_what_run_checks(path: Path) -> None:
+    """plan_vm is what check and run both do before a vCPU starts: images placed without overlaps
+    (those already fetched or built), devices composed, host bounds. Images not made yet are
+    warnings only; an x86 config on a host without KVM has only the backend against it."""
+    config = load_config(path)
+    try:
+        plan = plan_vm(config, missing_images_ok=True)
+    except UserError as error:
+        lines = str(error).splitlines()
+        assert config.base.arch.value == "x86_64" and all(": base.backend: " in line for line in lines), lines
+        return
+    assert all("does not exist" in warning for warning in plan.warnings), plan.warnings

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from axaddrspace import GuestMemoryRegion
+from axdevice import RawFileBackend
 from axvisor.backends import REGISTRY, SOFT_MAX_VCPUS
 from axvisor.cli import main
 from axvisor.vmm import RunningVm
@@ -93,10 +94,10 @@ CASES = {
         case(devices='["net0", 0x1000_1000, 0x1000, 1, 0xE2, []]'),
         "devices.emu_devices[0]: 'net0': virtio-net 'net0' needs devices.netdevs.net0 ",
     ),
-    "image too big for RAM": (
-        case(kernel="big.bin", regions="[0x8000_0000, 0x10_0000, 0x7, 0]"),
-        "kernel.kernel_path: big.bin (0x200000 bytes at 0x80000000) does not fit in guest RAM: "
-        "it runs to 0x80200000, past the end of RAM at 0x80100000; ",
+    "x86 image too big for RAM": (
+        case(X86, kernel="big.bin", regions="[0, 0x20_0000, 0x7, 0]"),
+        "kernel.kernel_path: big.bin (0x200000 bytes at 0x100000) does not fit in guest RAM: "
+        "it runs to 0x300000, past the end of RAM at 0x200000; ",
     ),
     "ramdisk over kernel": (
         case(kernel_extra='ramdisk_path = "rd.bin"\nramdisk_load_addr = 0x8000_0000'),
@@ -107,6 +108,21 @@ CASES = {
         case(kernel_extra='bios_path = "rd.bin"\nbios_load_addr = 0x8000_0000'),
         "kernel.bios_load_addr: the firmware (bios) [0x80000000, 0x80001000) overlaps the kernel "
         "[0x80000000, 0x80000014); move one of them",
+    ),
+    "ramdisk over the generated device tree": (
+        case(kernel_extra='ramdisk_path = "rd.bin"\nramdisk_load_addr = 0x80ff_f000'),
+        "kernel.ramdisk_load_addr: the ramdisk [0x80fff000, 0x81000000) overlaps the generated device tree "
+        "[0x80e00000, 0x81000000); expected another load address",
+    ),
+    "first region too small for the device tree": (
+        case(regions="[0x8000_0000, 0x10_0000, 0x7, 0]"),
+        "kernel.memory_regions: the generated device tree must lie in guest RAM at [0x7ff00000, 0x80100000), but "
+        "nothing in memory_regions covers 0x7ff00000; expected a larger memory region",
+    ),
+    "x86 kernel over the boot structures": (
+        x86(kernel_extra="").replace("kernel_load_addr = 0x10_0000", "kernel_load_addr = 0x1_0000"),
+        "kernel.kernel_load_addr: the kernel [0x10000, 0x10014) overlaps the x86 boot structures (GDT, page tables, "
+        "boot stacks) [0x0, 0x40000); expected another load address",
     ),
     "negative gpa": (
         case(regions=f"[-4096, 0x2000, 0x7, 0], {RAM}"),
@@ -386,3 +402,13 @@ def test_a_sound_config_checks_ok_and_runs(files: Path, capsys) -> None:
     assert main(["check", str(path)]) == 0
     assert f"{path}: ok: VM 7 'cv', riscv64, 1 vCPU(s), 16 MiB RAM" in capsys.readouterr().out
     assert main(["run", str(path)]) == 0
+
+
+def test_check_takes_no_disk_lock(files: Path, capsys) -> None:
+    """A VM holding its disk (the image lock, read-write) is not disturbed by a check of its config,
+    and check takes no lock a VM starting at that moment would trip over."""
+    path = files / "vm.toml"
+    path.write_text(case(kernel_extra='disk_path = "disk.img"', devices='["blk", 0x1000_1000, 0x1000, 1, 0xE1, []]'))
+    with RawFileBackend(files / "disk.img", read_only=False):
+        assert main(["check", str(path)]) == 0
+    assert f"{path}: ok: " in capsys.readouterr().out

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from axdevice import IrqLine
 
-from .config import Arch
+from .config import Arch, AxVMCrateConfig
 
 if TYPE_CHECKING:
     from .devices import BuiltDevice, DeviceContext
@@ -37,10 +37,21 @@ class BootPlan:
     cmdline: bytes = b""
 
 
+@dataclass(frozen=True)
+class BootArea:
+    """Guest RAM the machine writes at boot (page tables, a device tree): images must stay out."""
+
+    what: str
+    gpa: int
+    size: int
+
+
 class Machine(Protocol):
     arch: Arch
 
     def irq_line(self, vm: AxVM, irq: int) -> IrqLine: ...
+
+    def boot_areas(self, config: AxVMCrateConfig) -> Sequence[BootArea]: ...
 
     def platform_devices(self, ctx: DeviceContext) -> Sequence[BuiltDevice]: ...
 
@@ -56,6 +67,9 @@ class GenericMachine:
 
     def irq_line(self, vm: AxVM, irq: int) -> IrqLine:
         return vm.backend.irq_line(irq)
+
+    def boot_areas(self, config: AxVMCrateConfig) -> Sequence[BootArea]:
+        return ()
 
     def platform_devices(self, ctx: DeviceContext) -> Sequence[BuiltDevice]:
         return ()

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from axaddrspace import GuestMemory
 from axvm import AxVMCrateConfig
-from axvm.machine import BootPlan
+from axvm.machine import BootPlan, machine_for
 
 from ..errors import UserError
 from .images import read_image, write_image
@@ -56,9 +56,12 @@ class ImagePlan:
     """The pieces one config puts in guest RAM, and how to enter them (``boot``)."""
 
     def __init__(self, config: AxVMCrateConfig) -> None:
+        """Starts with the areas the config's machine writes at boot reserved."""
         self.config = config
         self.pieces: list[Piece] = []
         self.boot: BootPlan | None = None
+        for area in machine_for(config.base.arch).boot_areas(config):
+            self.reserve(area.what, area.gpa, area.size)
 
     def add(self, what: str, gpa: int, data: bytes, key: str | None = None, addr_key: str | None = None) -> None:
         """Bytes in hand: a kernel or ELF segment (``key``), or a structure the VMM built (no key)."""
@@ -72,9 +75,6 @@ class ImagePlan:
         """An area the machine writes at boot: images must stay out of it."""
         self.pieces.append(Piece(what, gpa, size, reserved=True))
 
-    def in_ram(self, gpa: int, size: int) -> bool:
-        return any(start <= gpa and gpa + size <= end for start, end in _ram_spans(self.config))
-
     # -- checking ------------------------------------------------------------------------------
 
     def problems(self) -> list[str]:
@@ -85,7 +85,8 @@ class ImagePlan:
             for piece in self.pieces
             if (message := self._fit_problem(piece)) is not None
         ]
-        for first, second in itertools.combinations(self.pieces, 2):
+        placed = [piece for piece in self.pieces if self._fit_problem(piece) is None]  # one line per mistake
+        for first, second in itertools.combinations(placed, 2):
             if first.gpa < second.end and second.gpa < first.end and _may_not_overlap(first, second):
                 later, earlier = (first, second) if second.key is None else (second, first)
                 fix = "expected another load address" if earlier.key is None else "move one of them"
@@ -108,7 +109,7 @@ class ImagePlan:
             else f"it runs to {piece.end:#x}, past the end of RAM at {start[1]:#x}"
         )
         if piece.reserved:
-            return f"{piece.what} need {piece.span()} in guest RAM, but {where}; expected a memory region " "there"
+            return f"{piece.what} must lie in guest RAM at {piece.span()}, but {where}; expected a larger memory region"
         name = self._name(piece)
         return (
             f"{name} ({piece.size:#x} bytes at {piece.gpa:#x}) does not fit in guest RAM: {where}; "

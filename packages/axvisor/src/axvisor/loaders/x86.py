@@ -31,8 +31,7 @@ def load_x86_kernel(config: AxVMCrateConfig, memory: GuestMemory, kernel: bytes,
 
 
 def plan_x86_kernel(config: AxVMCrateConfig, plan: ImagePlan, kernel: bytes, host_decompress: bool = True) -> BootPlan:
-    """Add the kernel's pieces (and the boot area it needs) to ``plan``; how to enter it."""
-    _reserve_boot_area(config, plan)
+    """Add the kernel's pieces to ``plan``; how to enter it."""
     try:
         if is_bzimage(kernel):
             return _load_bzimage(config, plan, kernel, host_decompress)
@@ -43,18 +42,6 @@ def plan_x86_kernel(config: AxVMCrateConfig, plan: ImagePlan, kernel: bytes, hos
     _check_raw_vcpus(config)
     plan.add(KERNEL, config.kernel.kernel_load_addr, kernel, KEY, "kernel.kernel_load_addr")
     return BootPlan(config.kernel.entry_point, "raw", cmdline=_cmdline(config))
-
-
-def _reserve_boot_area(config: AxVMCrateConfig, plan: ImagePlan) -> None:
-    """What X86Machine.prepare_boot writes: the boot area, and the MP table where RAM covers it."""
-    plan.reserve("the x86 boot structures (GDT, page tables, boot stacks)", _boot_base(config),
-                 layout.BOOT_AREA_SIZE)
-    if plan.in_ram(layout.MP_TABLE, MP_TABLE_SIZE):
-        plan.reserve("the MP table", layout.MP_TABLE, MP_TABLE_SIZE)
-
-
-MP_TABLE_SIZE = 1024
-"""The last KiB of base memory, where X86Machine writes the MP table."""
 
 
 def _check_raw_vcpus(config: AxVMCrateConfig) -> None:

@@ -26,9 +26,9 @@ from axdevice import (
 )
 from axdevice.types import EmuDeviceType
 
-from ...config import Arch
+from ...config import Arch, AxVMCrateConfig
 from ...devices import BuiltDevice, DeviceContext
-from ...machine import BootPlan
+from ...machine import BootArea, BootPlan
 from . import layout
 
 if TYPE_CHECKING:
@@ -81,6 +81,17 @@ class RiscvVirtMachine:
     def irq_line(self, vm: AxVM, irq: int) -> IrqLine:
         return self._plic(vm).source(irq)
 
+    def boot_areas(self, config: AxVMCrateConfig) -> Sequence[BootArea]:
+        """The generated device tree (to the end of the first region) and fw_dynamic_info below it."""
+        dtb_addr, generated = device_tree_address(config)
+        areas = []
+        if generated:
+            first_end = min(config.kernel.memory_regions, key=lambda region: region.gpa).end
+            areas.append(BootArea("the generated device tree", dtb_addr, first_end - dtb_addr))
+        if _fw_dynamic(config):
+            areas.append(BootArea("OpenSBI's fw_dynamic_info", dtb_addr - FW_DYNAMIC_INFO_GAP, FW_DYNAMIC_INFO_GAP))
+        return areas
+
     def platform_devices(self, ctx: DeviceContext) -> Sequence[BuiltDevice]:
         vm: AxVM = ctx.control  # type: ignore[assignment]  # the VM is every device's VmControl
         backend: Any = vm.backend
@@ -103,14 +114,11 @@ class RiscvVirtMachine:
             ranges = [(d.address_range.start, d.address_range.size) for d in vm.buses.mmio.devices]
             set_handler(ranges, LockedMmio(vm.buses.mmio, vm.device_lock))
         kernel = vm.config.kernel
-        dtb_addr = kernel.dtb_load_addr if kernel.dtb_path is not None else None
-        if dtb_addr is None:
-            dtb = self._device_tree(vm, plan)
-            first = min(vm.config.kernel.memory_regions, key=lambda region: region.gpa)
-            dtb_addr = (first.end - DTB_RESERVE) & ~(DTB_ALIGN - 1)
-            vm.addrspace.memory.write(GuestPhysAddr(dtb_addr), dtb)
+        dtb_addr, generated = device_tree_address(vm.config)
+        if generated:
+            vm.addrspace.memory.write(GuestPhysAddr(dtb_addr), self._device_tree(vm, plan))
         info_addr = None
-        if kernel.bios_path is not None and "fw_dynamic" in kernel.bios_path.name:
+        if _fw_dynamic(vm.config):
             # OpenSBI's FW_DYNAMIC firmware finds the next stage through a2 (struct fw_dynamic_info).
             info_addr = dtb_addr - FW_DYNAMIC_INFO_GAP
             info = layout.fw_dynamic_info(kernel.kernel_load_addr, layout.NEXT_MODE_S)
@@ -135,6 +143,21 @@ class RiscvVirtMachine:
             initrd=initrd,
             virtio_mmio=virtio,
         )
+
+
+def device_tree_address(config: AxVMCrateConfig) -> tuple[int, bool]:
+    """Where the guest finds its device tree, and whether the VMM generates it there: the config's
+    own dtb when it loads one, else DTB_RESERVE below the end of the first RAM region."""
+    kernel = config.kernel
+    if kernel.dtb_path is not None and kernel.dtb_load_addr is not None:
+        return kernel.dtb_load_addr, False
+    first = min(kernel.memory_regions, key=lambda region: region.gpa)
+    return (first.end - DTB_RESERVE) & ~(DTB_ALIGN - 1), True
+
+
+def _fw_dynamic(config: AxVMCrateConfig) -> bool:
+    """OpenSBI's FW_DYNAMIC firmware finds the next stage through a2 (struct fw_dynamic_info)."""
+    return config.kernel.bios_path is not None and "fw_dynamic" in config.kernel.bios_path.name
 
 
 class _NoTimers:

@@ -10,9 +10,9 @@ from axaddrspace import GuestPhysAddr
 from axdevice import I8042, AcpiPmControl, CmosRtc, DebugExit, IrqLine, PciConfigPorts, Uart16550, Uart16550Port
 from axvcpu.x86 import X86VCpu
 
-from ...config import Arch
+from ...config import Arch, AxVMCrateConfig
 from ...devices import BuiltDevice, DeviceContext
-from ...machine import BootPlan
+from ...machine import BootArea, BootPlan
 from . import layout
 from .bootinfo import boot_info
 from .cpu_state import enter_long_mode, enter_protected_mode
@@ -27,6 +27,8 @@ COM1_IRQ = 4
 IOAPIC_PINS = 24
 """KVM's in-kernel IOAPIC (KVM_IOAPIC_NUM_PINS): a device's irq_id is one of its pins."""
 MP_STATE_RUNNABLE = 0
+MP_TABLE_SIZE = 1024
+"""The last KiB of base memory, which the MP table may fill."""
 
 
 class BootLayoutError(ValueError):
@@ -40,6 +42,15 @@ class X86Machine:
         if not 0 <= irq < IOAPIC_PINS:  # checked here, not only by KVM, so a dry run finds it too
             raise ValueError(f"irq {irq} is not an IOAPIC pin 0..{IOAPIC_PINS - 1}")
         return vm.backend.irq_line(irq)
+
+    def boot_areas(self, config: AxVMCrateConfig) -> Sequence[BootArea]:
+        """The boot area at the start of the lowest region, and the MP table where RAM covers it."""
+        regions = config.kernel.memory_regions
+        areas = [BootArea("the x86 boot structures (GDT, page tables, boot stacks)",
+                          min(r.gpa for r in regions), layout.BOOT_AREA_SIZE)]
+        if any(r.gpa <= layout.MP_TABLE and layout.MP_TABLE + MP_TABLE_SIZE <= r.end for r in regions):
+            areas.append(BootArea("the MP table", layout.MP_TABLE, MP_TABLE_SIZE))
+        return areas
 
     def platform_devices(self, ctx: DeviceContext) -> Sequence[BuiltDevice]:
         uart = Uart16550(ctx.irq_line(COM1_IRQ), ctx.console_output)
@@ -63,7 +74,7 @@ class X86Machine:
         ram_limit = max(gpa + size for gpa, size in regions)
         write_cpu_tables(memory, boot_base, ram_limit)
         e820 = e820_map(regions)
-        if memory.contains(GuestPhysAddr(layout.MP_TABLE), 1024) and cpu_count <= MAX_MP_CPUS:
+        if memory.contains(GuestPhysAddr(layout.MP_TABLE), MP_TABLE_SIZE) and cpu_count <= MAX_MP_CPUS:
             memory.write(GuestPhysAddr(layout.MP_TABLE), mp_table(layout.MP_TABLE, cpu_count))
         x86_vcpus = [vcpu for vcpu in vm.vcpus if isinstance(vcpu.arch, X86VCpu)]  # hence the casts below
         if plan.protocol == "raw":
