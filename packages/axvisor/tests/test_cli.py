@@ -113,3 +113,15 @@ def test_check_names_a_bad_netdev_spec(tmp_path, capsys) -> None:
     assert main(["check", str(path)]) == 2
     (line,) = capsys.readouterr().err.strip().splitlines()
     assert line.startswith(f"{path}: devices.netdevs.net0: ") and "tap:IFNAME" in line
+
+
+def test_check_goes_on_after_a_config_run_would_refuse(tmp_path, capsys) -> None:
+    """A config that loads but that run would refuse (a device over RAM) fails alone; the next is checked."""
+    (tmp_path / "guest.bin").write_bytes(b"\x6f\x00\x00\x00")  # j .
+    over_ram = write(tmp_path, CONFIG.replace("0x10_0000, 0x1000, 0, 0x82", "0x8000_0000, 0x1000, 0, 0x82"), "a.toml")
+    good = write(tmp_path, CONFIG, "b.toml")
+    assert main(["check", str(over_ram), str(good)]) == 2
+    out, err = capsys.readouterr()
+    assert err.splitlines() == [f"{over_ram}: devices.emu_devices[0]: 'test': MMIO range [0x80000000, 0x80001000) "
+                                "overlaps guest RAM [0x80000000, 0x81000000)"]
+    assert f"{good}: ok: " in out and f"{over_ram}: ok" not in out
