@@ -15,6 +15,8 @@ from pathlib import Path
 import pexpect
 import pytest
 
+from .vmm_watch import watch, watch_result
+
 ROOT = Path(__file__).parent.parent
 PROMPT = "=> "
 CONFIG = """
@@ -71,13 +73,15 @@ def config(tmp_path: Path, images: dict[str, Path], vm_id: int, disk: Path, read
 
 def run_vmm(*configs: Path) -> subprocess.CompletedProcess[str]:
     """`axvisor run` without a terminal, for runs that must end while their VMs are built."""
-    return subprocess.run(
-        [str(ROOT / ".venv" / "bin" / "axvisor"), "run", *map(str, configs)],
-        cwd=ROOT,
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=300,
+    return watch_result(
+        subprocess.run(
+            [str(ROOT / ".venv" / "bin" / "axvisor"), "run", *map(str, configs)],
+            cwd=ROOT,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
     )
 
 
@@ -92,13 +96,15 @@ def one_line(result: subprocess.CompletedProcess[str]) -> str:
 def test_a_second_vmm_process_cannot_open_a_disk_a_running_vm_writes(images: dict[str, Path], tmp_path: Path) -> None:
     disk = tmp_path / "disk.ext4"
     shutil.copy(images["disk"], disk)
-    first = pexpect.spawn(
-        sys.executable,
-        ["-m", "axvisor", "run", str(config(tmp_path, images, 51, disk))],
-        cwd=str(ROOT),
-        timeout=300,
-        encoding="utf-8",
-        codec_errors="replace",
+    first = watch(
+        pexpect.spawn(
+            sys.executable,
+            ["-m", "axvisor", "run", str(config(tmp_path, images, 51, disk))],
+            cwd=str(ROOT),
+            timeout=300,
+            encoding="utf-8",
+            codec_errors="replace",
+        )
     )
     try:
         first.expect("Hit any key to stop autoboot")  # built: the VMM holds the image

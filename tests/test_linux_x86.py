@@ -12,6 +12,8 @@ from pathlib import Path
 import pexpect
 import pytest
 
+from .vmm_watch import watch
+
 ROOT = Path(__file__).parent.parent
 CONFIG = ROOT / "configs" / "vms" / "linux-x86_64-kvm-smp1.toml"
 BANNER_TIMEOUT = 300
@@ -25,8 +27,8 @@ def debian_amd64_kernel() -> None:
 
 @pytest.mark.usefixtures("kvm", "debian_amd64_kernel")
 def test_debian_kernel_prints_its_banner() -> None:
-    child = pexpect.spawn(sys.executable, ["-m", "axvisor", "run", str(CONFIG)], cwd=str(ROOT),
-                          timeout=BANNER_TIMEOUT, encoding="utf-8", codec_errors="replace")
+    child = watch(pexpect.spawn(sys.executable, ["-m", "axvisor", "run", str(CONFIG)], cwd=str(ROOT),
+                                timeout=BANNER_TIMEOUT, encoding="utf-8", codec_errors="replace"))
     try:
         child.expect(r"Linux version 6\.\d+\S*\+deb\d+-amd64")
         child.expect("Command line: earlyprintk=serial,ttyS0,115200 console=ttyS0 nokaslr")

@@ -12,6 +12,8 @@ from pathlib import Path
 import pexpect
 import pytest
 
+from .vmm_watch import watch
+
 ROOT = Path(__file__).parent.parent
 CONFIGS = ROOT / "configs" / "vms"
 PROMPT = "=> "
@@ -26,8 +28,8 @@ def debian_firmware() -> None:
 @contextlib.contextmanager
 def vmm(config: Path) -> Iterator[pexpect.spawn]:
     """`axvisor run CONFIG` at a pseudo-terminal; once the body is done, it must have exited with 0."""
-    child = pexpect.spawn(sys.executable, ["-m", "axvisor", "run", str(config)], cwd=str(ROOT), timeout=120,
-                          encoding="utf-8", codec_errors="replace")
+    child = watch(pexpect.spawn(sys.executable, ["-m", "axvisor", "run", str(config)], cwd=str(ROOT), timeout=120,
+                                encoding="utf-8", codec_errors="replace"))
     try:
         yield child
     finally:

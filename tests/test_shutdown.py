@@ -20,6 +20,8 @@ import pexpect
 import pytest
 from ptyprocess import PtyProcess
 
+from .vmm_watch import watch
+
 ROOT = Path(__file__).parent.parent
 CONFIGS = ROOT / "configs" / "vms"
 UBOOT = CONFIGS / "uboot-riscv64-virt-smp1.toml"
@@ -37,13 +39,15 @@ def debian_firmware() -> None:
 @contextlib.contextmanager
 def vmm(config: Path) -> Iterator[pexpect.spawn]:
     """`axvisor run CONFIG` at a pseudo-terminal whose settings must be the same after it exits."""
-    child = pexpect.spawn(
-        sys.executable,
-        ["-m", "axvisor", "run", str(config)],
-        cwd=str(ROOT),
-        timeout=120,
-        encoding="utf-8",
-        codec_errors="replace",
+    child = watch(
+        pexpect.spawn(
+            sys.executable,
+            ["-m", "axvisor", "run", str(config)],
+            cwd=str(ROOT),
+            timeout=120,
+            encoding="utf-8",
+            codec_errors="replace",
+        )
     )
     before = termios.tcgetattr(child.child_fd)
     try:

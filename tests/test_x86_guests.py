@@ -14,14 +14,16 @@ from axaddrspace import GuestPhysAddr
 from axvcpu import SystemDown
 from axvm import load_config
 
+from .vmm_watch import watch, watch_result
+
 ROOT = Path(__file__).parent.parent
 CONFIGS = ROOT / "configs" / "vms"
 pytestmark = pytest.mark.usefixtures("kvm", "guests")
 
 
 def axvisor(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "axvisor", *args], capture_output=True, text=True,
-                          timeout=timeout, stdin=subprocess.DEVNULL, cwd=ROOT)
+    return watch_result(subprocess.run([sys.executable, "-m", "axvisor", *args], capture_output=True, text=True,
+                                       timeout=timeout, stdin=subprocess.DEVNULL, cwd=ROOT))
 
 
 def test_hello_prints_and_powers_off_with_status_0() -> None:
@@ -98,8 +100,8 @@ def test_triple_fault_is_one_line_naming_rip(tmp_path: Path) -> None:
 
 
 def test_console_input_reaches_the_guest_and_ctrl_a_x_quits() -> None:
-    child = pexpect.spawn(sys.executable, ["-m", "axvisor", "run", str(CONFIGS / "echo-x86_64-kvm-smp1.toml")],
-                          cwd=str(ROOT), timeout=60, encoding="utf-8")
+    child = watch(pexpect.spawn(sys.executable, ["-m", "axvisor", "run", str(CONFIGS / "echo-x86_64-kvm-smp1.toml")],
+                                cwd=str(ROOT), timeout=60, encoding="utf-8"))
     try:
         child.expect("echo ready")
         child.send("hello")
@@ -112,8 +114,8 @@ def test_console_input_reaches_the_guest_and_ctrl_a_x_quits() -> None:
 
 
 def test_console_dot_line_powers_off() -> None:
-    child = pexpect.spawn(sys.executable, ["-m", "axvisor", "run", str(CONFIGS / "echo-x86_64-kvm-smp1.toml")],
-                          cwd=str(ROOT), timeout=60, encoding="utf-8")
+    child = watch(pexpect.spawn(sys.executable, ["-m", "axvisor", "run", str(CONFIGS / "echo-x86_64-kvm-smp1.toml")],
+                                cwd=str(ROOT), timeout=60, encoding="utf-8"))
     try:
         child.expect("echo ready")
         child.send("ok\r.\r")

@@ -209,6 +209,24 @@ def test_raising_device_does_not_escape(caplog: pytest.LogCaptureFixture) -> Non
     assert bus.read(0x2000, AccessWidth.BYTE) == 0xF0  # the rest of the bus still works
 
 
+def test_device_errors_are_counted_per_device_and_survive_removal() -> None:
+    bus = PortBus()
+    first, second = Broken(PortRange(0x60, 0x64)), Broken(PortRange(0x70, 0x71))
+    fine = Recorder(PortRange(0x80, 0x80))
+    for device in (first, second, fine):
+        bus.add(device)
+    bus.read(0x60, AccessWidth.BYTE)
+    bus.write(0x64, AccessWidth.BYTE, 1)
+    bus.read(0x70, AccessWidth.WORD)
+    bus.read(0x80, AccessWidth.BYTE)
+    bus.remove(first)
+    assert bus.device_error_counts == {
+        f"port bus: Broken (Dummy) at {PortRange(0x60, 0x64)!r}": 2,
+        f"port bus: Broken (Dummy) at {PortRange(0x70, 0x71)!r}": 1,
+    }
+    assert bus.device_errors == 3
+
+
 def test_device_returning_garbage_is_a_device_error() -> None:
     bus = SysRegBus()
     dev = Recorder(SysRegRange(0x300, 0x3FF), value=None)  # type: ignore[arg-type]

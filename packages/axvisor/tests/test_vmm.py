@@ -3,6 +3,7 @@ one shutdown path every way out of a run takes."""
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import threading
@@ -10,12 +11,14 @@ from pathlib import Path
 
 import pytest
 
-from axaddrspace import AccessWidth, GuestPhysAddr
+from axaddrspace import AccessWidth, AddrRange, GuestPhysAddr
+from axdevice import BaseDeviceOps, EmuDeviceType
 from axvcpu import AxVCpuExitReason, CpuUp, FailEntry, Halt, MmioRead, MmioWrite, Nothing, ScriptedVCpu
 from axvisor import UserError, VmOutcome, VmSupervisor, build_vm, run_vms, summarise
 from axvisor.console import ConsoleMux, Terminal
 from axvisor.session import exit_status, run_session
 from axvisor.shutdown import QUIT_REASON, StopRequest
+from axvisor.vmm import DEVICE_ERRORS
 from axvisor.vmm import exit_status as guest_exit_status
 from axvm import AxVM, ScriptedBackend, parse_config
 
@@ -67,6 +70,8 @@ def test_secondary_vcpu_starts_on_cpu_up_and_halts_are_waited_out(tmp_path) -> N
     (outcome,) = run_vms([vm])
     assert outcome.exit_code == 4
     assert backend.vcpus[1].exits_left == 0
+    # The power-off ended vCPU 0's halts: its script (100 s of halt waits) did not run out first.
+    assert backend.vcpus[0].exits_left > 0
 
 
 def test_one_failing_vm_does_not_stop_another(tmp_path) -> None:
@@ -83,6 +88,31 @@ def test_one_failing_vm_does_not_stop_another(tmp_path) -> None:
     assert "OSError" in outcomes[0].reason and "invalid state" in outcomes[1].reason
     assert summarise(outcomes) == 1
     assert summarise(outcomes[2:]) == 0
+
+
+class FaultyDevice(BaseDeviceOps):
+    """A device with a bug: every read raises."""
+
+    emu_type = EmuDeviceType.Dummy
+    address_range = AddrRange.from_start_size(0x2000_0000, 0x1000)
+
+    def handle_read(self, addr: int, width: AccessWidth) -> int:
+        raise ZeroDivisionError("device bug")
+
+    def handle_write(self, addr: int, width: AccessWidth, value: int) -> None:
+        pass
+
+
+@pytest.mark.device_errors_expected
+def test_device_errors_are_reported_when_the_vm_ends(tmp_path, caplog: pytest.LogCaptureFixture) -> None:
+    read = MmioRead(GuestPhysAddr(0x2000_0004), AccessWidth.DWORD)
+    vm = build_vm(config(tmp_path), ScriptedBackend({0: [read, read, POWEROFF]}))
+    vm.buses.mmio.add(FaultyDevice())
+    with caplog.at_level(logging.ERROR, logger="axvisor.vmm"):
+        (outcome,) = run_vms([vm])
+    assert outcome.exit_code == 0  # the guest went on: the bus answered both reads
+    (line,) = (r.getMessage() for r in caplog.records if DEVICE_ERRORS in r.getMessage())
+    assert "2 guest accesses failed" in line and "FaultyDevice (Dummy) at [0x20000000, 0x20001000): 2" in line
 
 
 def test_image_that_does_not_fit_is_a_user_error(tmp_path) -> None:

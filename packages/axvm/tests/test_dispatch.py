@@ -61,6 +61,26 @@ def test_signed_mmio_read_is_sign_extended_to_the_register() -> None:
     assert sign_extend(0x8000, 16, 32) == 0xFFFF_8000
 
 
+class Faulty(Register):
+    """A device with a bug: every access raises."""
+
+    def handle_read(self, addr: int, width: AccessWidth) -> int:
+        raise ZeroDivisionError("device bug")
+
+    def handle_write(self, addr: int, width: AccessWidth, value: int) -> None:
+        raise ZeroDivisionError("device bug")
+
+
+def test_a_raising_device_gets_the_defined_answer_and_is_reported_per_device() -> None:
+    buses, _ = buses_with_register()
+    buses.mmio.add(Faulty(0x2000_0000))
+    assert buses.device_errors() == {}
+    assert handle_exit(MmioRead(GuestPhysAddr(0x2000_0000), AccessWidth.DWORD), buses) == Handled(0xFFFF_FFFF)
+    assert handle_exit(MmioWrite(GuestPhysAddr(0x2000_0000), AccessWidth.DWORD, 1), buses) == Handled()
+    assert handle_exit(MmioRead(GuestPhysAddr(0x1000_0000), AccessWidth.DWORD), buses) == Handled(0)
+    assert buses.device_errors() == {"mmio bus: Faulty (Dummy) at [0x20000000, 0x20000008)": 2}
+
+
 def test_unmapped_accesses_get_the_defined_answer() -> None:
     buses = DeviceBuses()
     assert handle_exit(MmioRead(GuestPhysAddr(0xDEAD_0000), AccessWidth.DWORD), buses) == Handled(0xFFFF_FFFF)

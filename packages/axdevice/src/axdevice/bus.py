@@ -6,8 +6,9 @@ only candidate is the device with the greatest start <= addr.
 
 The guest picks every address and width, so nothing it does may raise out of the bus: an
 access that hits no device, or straddles the end of one, reads all ones at its width and its
-write is dropped (counted, logged once per address); a device whose handler raises is logged
-once and answered the same way. This is AxVisor's dispatcher without its panic on a miss.
+write is dropped (counted, logged once per address); a device whose handler raises is answered
+the same way, counted per device (``device_error_counts``, for the VMM's report) and logged once
+with its traceback. This is AxVisor's dispatcher without its panic on a miss.
 """
 
 from __future__ import annotations
@@ -52,10 +53,12 @@ class _Bus(Generic[_R]):
         self._ends: list[int] = []  # exclusive, whatever the range kind
         self._devices: list[BaseDeviceOps] = []
         self._logged_addrs: set[int] = set()
-        self._failed_devices: set[int] = set()  # id() of devices whose failure was logged
+        self._failed_devices: dict[int, str] = {}  # id() of attached devices that failed -> their name
         self.unhandled_reads = 0
         self.unhandled_writes = 0
         self.device_errors = 0
+        self.device_error_counts: dict[str, int] = {}
+        """Failed accesses per device ("mmio bus: Uart16550 (...) at [...)"), kept after a removal."""
 
     @staticmethod
     def _exclusive_end(rng: _R) -> int:
@@ -94,7 +97,7 @@ class _Bus(Generic[_R]):
         for i, attached in enumerate(self._devices):
             if attached is device:
                 del self._starts[i], self._ends[i], self._devices[i]
-                self._failed_devices.discard(id(device))
+                self._failed_devices.pop(id(device), None)  # the id may be reused by a later device
                 return
         raise ValueError(f"{type(device).__name__} is not on the {self.name} bus")
 
@@ -150,15 +153,19 @@ class _Bus(Generic[_R]):
         )
 
     def _device_failed(self, device: BaseDeviceOps, kind: str, addr: int, width: AccessWidth) -> None:
-        """Count a device failure; log it (with traceback) the first time per device."""
+        """Count a device failure, per device too; log it (with traceback) the first time per device."""
         self.device_errors += 1
-        if id(device) in self._failed_devices:
+        name = self._failed_devices.get(id(device))
+        if name is not None:
+            self.device_error_counts[name] += 1
             return
-        self._failed_devices.add(id(device))
         try:  # a failing device's properties may fail too
             rng: object = device.address_range
         except Exception:
             rng = "?"
+        name = f"{self.name} bus: {_describe(device, rng)}"
+        self._failed_devices[id(device)] = name
+        self.device_error_counts[name] = self.device_error_counts.get(name, 0) + 1
         logger.exception(
             "%s bus: %s failed on a %d-byte %s at %#x; answering as unhandled "
             "(further failures of this device are counted, not logged)",

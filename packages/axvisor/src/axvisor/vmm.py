@@ -174,8 +174,24 @@ class RunningVm:
             outcome = VmOutcome(self.vm.name, request.exit_code, f"powered off with status {request.exit_code}")
         else:
             outcome = VmOutcome(self.vm.name, 1, "stopped without a power-off")
+        report_device_errors(self.vm)
         self.vm.stop()
         return outcome
+
+
+DEVICE_ERRORS = "device errors:"
+"""Starts the line logged when a VM's devices raised on guest accesses (the tests look for it)."""
+
+
+def report_device_errors(vm: AxVM) -> int:
+    """Log one line naming each device that raised on a guest access (its bus answered as for no
+    device, so the guest went on); return how many accesses failed. Such a failure is a device bug."""
+    errors = vm.buses.device_errors()
+    total = sum(errors.values())
+    if total:
+        per_device = "; ".join(f"{name}: {count}" for name, count in errors.items())
+        log.error("VM %s: %s %d guest accesses failed inside devices (%s)", vm.name, DEVICE_ERRORS, total, per_device)
+    return total
 
 
 def build_vm(config: AxVMCrateConfig, backend: VmBackend,

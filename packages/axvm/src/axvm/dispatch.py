@@ -35,6 +35,10 @@ class DeviceBuses:
     port: PortBus = field(default_factory=PortBus)
     sysreg: SysRegBus = field(default_factory=SysRegBus)
 
+    def device_errors(self) -> dict[str, int]:
+        """Guest accesses that raised inside a device, per device: device bugs, reported by the VMM."""
+        return {**self.mmio.device_error_counts, **self.port.device_error_counts, **self.sysreg.device_error_counts}
+
 SYSREG_WIDTH = AccessWidth.QWORD
 """System registers are accessed whole, at 64 bits."""
 
