@@ -19,8 +19,7 @@ from . import generate as generate_cmd
 from .backends import REGISTRY, kvm_kind, kvm_status, select_backend
 from .console import ConsoleMux, Terminal
 from .errors import USAGE_EXIT_STATUS, UserError
-from .loaders import missing_images
-from .net.spec import parse_netdev_spec
+from .plan import plan_vm
 from .session import report, run_session
 from .shutdown import StopRequest
 from .vmm import build_vm
@@ -77,31 +76,20 @@ def cmd_check(paths: Sequence[str]) -> int:
             print(error, file=sys.stderr)
             failed = True
             continue
-        bad_netdevs = netdev_problems(config)
-        if bad_netdevs:
-            print("\n".join(bad_netdevs), file=sys.stderr)
+        try:  # what run does before it starts a vCPU, with images not yet fetched left out
+            plan = plan_vm(config, missing_images_ok=True)
+        except UserError as error:
+            print(error, file=sys.stderr)
             failed = True
             continue
-        for warning in [*config.warnings, *missing_images(config)]:
+        for warning in plan.warnings:
             print(f"warning: {warning}", file=sys.stderr)
         base, kernel = config.base, config.kernel
-        ram = sum(region.size for region in kernel.memory_regions)
         print(f"{path}: ok: VM {base.id} {base.name!r}, {base.arch.value}, {base.cpu_num} vCPU(s), "
-              f"{ram // (1 << 20)} MiB RAM in {len(kernel.memory_regions)} region(s), "
+              f"{plan.ram_bytes // (1 << 20)} MiB RAM in {len(kernel.memory_regions)} region(s), "
               f"{len(config.devices.emu_devices)} emulated device(s), entry {kernel.entry_point:#x}, "
-              f"backend {base.backend.value}")
+              f"backend {plan.backend.kind.value}")
     return USAGE_EXIT_STATUS if failed else 0
-
-
-def netdev_problems(config: AxVMCrateConfig) -> list[str]:
-    """One line per ``[devices] netdevs`` entry that is not a netdev spec (checked without opening it)."""
-    problems = []
-    for name, spec in config.devices.netdevs:
-        try:
-            parse_netdev_spec(spec)
-        except ValueError as error:
-            problems.append(f"{config.origin}: devices.netdevs.{name}: {error}")
-    return problems
 
 
 def cmd_info() -> int:
@@ -130,7 +118,7 @@ def cmd_run(paths: Sequence[str]) -> int:
         for warning in config.warnings:
             print(f"warning: {warning}", file=sys.stderr)
     for config in configs:
-        select_backend(config)  # every VM can run before any starts
+        plan_vm(config)  # every VM can run (images, devices, host bounds) before any starts
     terminal = Terminal.of_stdin()  # saved before anything can change it, restored by run_session
     with StopRequest() as stop, stop.catching_signals(), ConsoleMux([config.base.name for config in configs]) as mux:
         label = {id(config): name for config, name in zip(configs, mux.names, strict=True)}

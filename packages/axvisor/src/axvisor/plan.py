@@ -23,7 +23,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
-from axdevice import RawFileBackend
 from axvm import AxVM, AxVMCrateConfig, ConfigError, ScriptedBackend
 from axvm.host import HostNetLink, LocalHost
 
@@ -93,10 +92,10 @@ def compose_dry(config: AxVMCrateConfig, missing_disk_ok: bool = False) -> list[
 
 
 class ProbeHost(LocalHost):
-    """Disks are opened as run opens them, by the same checks (what the path is, its size, the
-    permissions run needs), but without taking the image lock: holding it even briefly could
-    refuse a VM starting at that moment, so a disk another VM is using is found by run only.
-    A netdev's addresses are resolved, but nothing is bound and no TAP interface is created.
+    """Disks are opened as run opens them, image lock included (two virtio-blk devices of one
+    config on one image, or a disk a running VM holds, are refused as run refuses them), and
+    closed again with the dry VM. A netdev's addresses are resolved, but nothing is bound and no
+    TAP interface is created.
     With ``missing_disk_ok``, a disk image not made yet is a warning, as images not fetched yet
     are for check."""
 
@@ -112,7 +111,7 @@ class ProbeHost(LocalHost):
                 "(make it, or fix the path)"
             )
             return _AbsentDisk(path.name, read_only)
-        return RawFileBackend(path, read_only=read_only, lock=False)
+        return super().open_disk(path, read_only)
 
     def open_netdev(self, spec: str) -> HostNetLink:
         try:
