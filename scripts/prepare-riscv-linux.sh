@@ -30,6 +30,7 @@ only when missing or older than what it is built from. Prints the images' paths.
 environment:
   AXVISOR_CACHE   cache directory (default ~/.cache/axvisor); images go to $AXVISOR_CACHE/riscv64
   PYTHON          Python 3.11+ that runs the build scripts (default python3)
+  AXVISOR_DEBIAN_MIRROR and the other fetch-debian-images.sh variables (its --help) apply too
 USAGE
 }
 
