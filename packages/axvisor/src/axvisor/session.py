@@ -16,7 +16,6 @@ The exit status then says what happened (``exit_status``).
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
 import sys
 import threading
@@ -27,8 +26,6 @@ from axvm import AxVM, AxVMCrateConfig
 from .console import ConsoleMux, Terminal, pump_stdin, vm_console_target
 from .shutdown import StopRequest
 from .vmm import VmOutcome, VmSupervisor, summarise
-
-log = logging.getLogger(__name__)
 
 VMM_FAILURE = (1, "stopped: the VMM failed")
 """The outcome of VMs stopped because the VMM itself raised (the traceback follows)."""

@@ -59,6 +59,7 @@ class VmmHost(NetHost):
     opens so the VMM can flush them once the vCPUs are joined, before the VM closes them."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.disks: list[tuple[Path, HostDisk]] = []
 
     def open_disk(self, path: Path, read_only: bool) -> HostDisk:
