@@ -435,3 +435,22 @@ def test_two_disks_on_one_image_are_refused_by_check_as_by_run(images: Path, cap
     assert check[0] == 2 and len(check[1]) == 1
     assert check[1][0].startswith(f"{path}: devices.emu_devices[1]: 'b': kernel.disk_path: disk image ")
     assert STARTED == []
+
+
+def test_run_reads_the_kernel_once(images: Path, capsys, monkeypatch) -> None:
+    """run keeps the plan its check made for the load that follows (a bzImage is decompressed once)."""
+    import axvisor.loaders.guest as guest
+
+    reads: list[str] = []
+    real_read = guest.read_image
+
+    def counting_read(config, key, path):
+        reads.append(key)
+        return real_read(config, key, path)
+
+    monkeypatch.setattr(guest, "read_image", counting_read)
+    path = images / "vm.toml"
+    path.write_text(case())
+    main(["run", str(path)])  # vCPUs are not started here: it ends "stopped without a power-off"
+    assert reads == ["kernel.kernel_path"]
+    assert STARTED == [0]

@@ -58,7 +58,7 @@ def plan_vm(config: AxVMCrateConfig, missing_images_ok: bool = False) -> VmPlan:
     ``missing_images_ok`` (check) leaves images not yet fetched out, with a warning each.
     """
     problems: list[str] = []
-    images = _collect(problems, lambda: plan_guest(config, missing_ok=missing_images_ok))
+    images = _collect(problems, lambda: plan_guest(config, missing_ok=missing_images_ok, keep=not missing_images_ok))
     problems += netdev_problems(config)
     device_warnings = _collect(problems, lambda: compose_dry(config, missing_images_ok)) or []
     entry = _collect(problems, lambda: select_backend(config))

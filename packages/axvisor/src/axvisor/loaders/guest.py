@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import weakref
+
 from axaddrspace import GuestMemory
 from axvm import Arch, AxVMCrateConfig
 from axvm.machine import BootPlan
@@ -13,13 +15,20 @@ from .x86 import plan_x86_kernel
 
 IMAGE_NAMES = {"bios": "the firmware (bios)", "dtb": "the device tree (dtb)", "ramdisk": "the ramdisk"}
 
+_kept: weakref.WeakKeyDictionary[AxVMCrateConfig, tuple[bool, ImagePlan]] = weakref.WeakKeyDictionary()
+"""Plans run made while checking, each used once by the load that follows (a bzImage is then
+decompressed once, not twice); a reset's rebuild plans afresh, as a power cycle reads the files."""
 
-def plan_guest(config: AxVMCrateConfig, host_decompress: bool = True, missing_ok: bool = False) -> ImagePlan:
+
+def plan_guest(
+    config: AxVMCrateConfig, host_decompress: bool = True, missing_ok: bool = False, keep: bool = False
+) -> ImagePlan:
     """Read and place every image the config names, and check where they land (fit in RAM, no
     overlaps, what the boot protocol allows); UserError, one line per problem.
 
     ``missing_ok`` leaves out images that do not exist yet (``axvisor check`` before the images
-    are fetched) instead of failing on them.
+    are fetched) instead of failing on them. ``keep`` hands the plan to the next ``load_guest``
+    of this config.
     """
     problems = image_problems(config)
     missing = missing_images(config)
@@ -38,6 +47,8 @@ def plan_guest(config: AxVMCrateConfig, host_decompress: bool = True, missing_ok
         if path is not None and addr is not None and path.exists():
             plan.add_file(what, addr, path, f"kernel.{name}_path", f"kernel.{name}_load_addr")
     plan.check()
+    if keep:
+        _kept[config] = (host_decompress, plan)
     return plan
 
 
@@ -53,4 +64,6 @@ def _plan_kernel(config: AxVMCrateConfig, plan: ImagePlan, kernel: bytes, host_d
 
 def load_guest(config: AxVMCrateConfig, memory: GuestMemory, host_decompress: bool = True) -> BootPlan:
     """Load every image the config names into ``memory``; return how to enter the kernel (or firmware)."""
-    return plan_guest(config, host_decompress).apply(memory)
+    kept = _kept.pop(config, None)
+    plan = kept[1] if kept is not None and kept[0] == host_decompress else plan_guest(config, host_decompress)
+    return plan.apply(memory)
