@@ -70,13 +70,13 @@ def test_sifive_test_fail_code_and_ignored_values() -> None:
     bus.add(SifiveTest(control))
     bus.write(0x100000, D, (42 << 16) | 0x3333)
     bus.write(0x100000, D, (0xFFFF << 16) | 0x3333)
-    bus.write(0x100000, W, 0x3333)  # OpenSBI's FAIL: a 16-bit write, code 0
-    assert control.shutdowns == [42, 0xFFFF, 0]
+    bus.write(0x100000, W, 0x3333)  # OpenSBI's FAIL: a 16-bit write, code 0, still a failure
+    assert control.shutdowns == [42, 0xFFFF, 1]
     bus.write(0x100000, D, 0x1234)
     bus.write(0x100000, B, 0x55)  # byte writes are not valid for the finisher
     bus.write(0x100004, D, 0x5555)  # only offset 0 acts
     bus.write(0x100000, Q, 0x5555)
-    assert control.shutdowns == [42, 0xFFFF, 0]
+    assert control.shutdowns == [42, 0xFFFF, 1]
     assert control.resets == 0
     assert bus.read(0x100000, D) == 0
     assert bus.read(0x100FFC, D) == 0

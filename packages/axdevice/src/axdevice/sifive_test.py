@@ -5,7 +5,9 @@ As QEMU, the low 16 bits select the action and the high 16 bits carry a code:
 
 - 0x5555 (PASS): shutdown(0)
 - 0x7777 (RESET): reset()
-- (code << 16) | 0x3333 (FAIL): shutdown(code), the guest's failure exit code
+- (code << 16) | 0x3333 (FAIL): shutdown(code), the guest's failure exit code; a FAIL with code 0
+  (what OpenSBI writes for a system failure) is shutdown(1): a failure never reads as success,
+  where QEMU would exit 0
 - anything else: ignored
 
 Only 16- and 32-bit writes act (QEMU's valid access sizes; OpenSBI uses a 16-bit write, which
@@ -26,6 +28,8 @@ SIFIVE_TEST_SIZE = 0x1000
 FINISHER_FAIL = 0x3333
 FINISHER_PASS = 0x5555
 FINISHER_RESET = 0x7777
+FAIL_WITHOUT_CODE = 1
+"""The exit code of a FAIL that carries code 0."""
 
 
 class SifiveTest(BaseDeviceOps):
@@ -58,4 +62,4 @@ class SifiveTest(BaseDeviceOps):
         elif status == FINISHER_RESET:
             self.control.reset()
         elif status == FINISHER_FAIL:
-            self.control.shutdown(code)
+            self.control.shutdown(code or FAIL_WITHOUT_CODE)
