@@ -46,28 +46,39 @@ class VmPlan:
     """What run will build for one config, found sound."""
 
     config: AxVMCrateConfig
-    backend: BackendEntry
+    backend: BackendEntry | None
+    """None only for check on a host that cannot run the VM (said in a warning)."""
     images: ImagePlan
     ram_bytes: int
     warnings: tuple[str, ...]
 
 
-def plan_vm(config: AxVMCrateConfig, missing_images_ok: bool = False) -> VmPlan:
+def plan_vm(config: AxVMCrateConfig, missing_images_ok: bool = False, missing_backend_ok: bool = False) -> VmPlan:
     """Check ``config`` as run would build it; UserError with one line per problem.
 
-    ``missing_images_ok`` (check) leaves images not yet fetched out, with a warning each.
+    What check leaves to warnings, since the config can be right while this host is not ready
+    for it: ``missing_images_ok``, image and disk files not fetched or made yet;
+    ``missing_backend_ok``, no backend here that runs the VM (then vCPUs are not bounded).
     """
     problems: list[str] = []
     images = _collect(problems, lambda: plan_guest(config, missing_ok=missing_images_ok, keep=not missing_images_ok))
     problems += netdev_problems(config)
     device_warnings = _collect(problems, lambda: compose_dry(config, missing_images_ok)) or []
-    entry = _collect(problems, lambda: select_backend(config))
+    backend_problems: list[str] = []
+    entry = _collect(backend_problems, lambda: select_backend(config))
     problems += ram_problems(config)
     if entry is not None:
         problems += vcpu_problems(config, entry)
-    if problems or images is None or entry is None:
+    if not missing_backend_ok:
+        problems += backend_problems
+    if problems or images is None or (entry is None and not missing_backend_ok):
         raise UserError("\n".join(problems))
-    warnings = (*config.warnings, *(missing_images(config) if missing_images_ok else ()), *device_warnings)
+    warnings = (
+        *config.warnings,
+        *(missing_images(config) if missing_images_ok else ()),
+        *device_warnings,
+        *backend_problems,
+    )
     ram = sum(region.size for region in config.kernel.memory_regions)
     return VmPlan(config, entry, images, ram, tuple(dict.fromkeys(warnings)))
 
