@@ -19,6 +19,7 @@ from . import generate as generate_cmd
 from .backends import REGISTRY, kvm_kind, kvm_status, select_backend
 from .console import ConsoleMux, Terminal
 from .errors import USAGE_EXIT_STATUS, UserError
+from .operate_cli import OPERATE_COMMANDS, add_operate_parsers, run_operate
 from .plan import plan_vm
 from .session import report, run_session
 from .shutdown import StopRequest
@@ -64,6 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     gen = commands.add_parser("generate", help="write a VM config from flags")
     generate_cmd.add_arguments(gen)
     commands.add_parser("info", help="describe this host: architecture, KVM, backends")
+    add_operate_parsers(commands)
     return parser
 
 
@@ -159,6 +161,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         if args.command == "info":
             return cmd_info()
+        if args.command in OPERATE_COMMANDS:
+            return run_operate(args)
         return cmd_run(args.configs)
     except (UserError, ConfigError) as error:
         print(error, file=sys.stderr)
