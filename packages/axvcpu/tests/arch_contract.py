@@ -1,7 +1,8 @@
 """The contract every ArchVCpu backend honours; backend test modules subclass it.
 
 A subclass provides ``make_vcpu()`` returning a set-up vCPU whose first exit is a read
-(MmioRead, IoRead or SysRegRead), and ``register_names`` it can round-trip.
+(MmioRead, IoRead or SysRegRead), ``exit_after_read(value)``: the exit its program reaches next
+once that read is answered with ``value``, and ``register_names`` it can round-trip.
 """
 
 from __future__ import annotations
@@ -17,6 +18,9 @@ class ArchVCpuContract:
     register_names: tuple[str, ...] = ()
 
     def make_vcpu(self) -> ArchVCpu:
+        raise NotImplementedError
+
+    def exit_after_read(self, value: int) -> AxVCpuExitReason:
         raise NotImplementedError
 
     @pytest.fixture
@@ -39,7 +43,7 @@ class ArchVCpuContract:
         exit_reason = vcpu.run()
         assert isinstance(exit_reason, READ_EXITS)
         vcpu.complete_read(0x5A)
-        vcpu.run()
+        assert vcpu.run() == self.exit_after_read(0x5A)  # the guest went on with the answer
 
     def test_unknown_register_is_rejected(self, vcpu: ArchVCpu) -> None:
         with pytest.raises((KeyError, ValueError)):

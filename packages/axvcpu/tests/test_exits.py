@@ -38,9 +38,10 @@ def test_exit_values_compare_and_cannot_change() -> None:
     assert a != MmioRead(GuestPhysAddr(0x1000_0001), AccessWidth.BYTE)
     with pytest.raises(dataclasses.FrozenInstanceError):
         a.addr = GuestPhysAddr(0)  # type: ignore[misc]
-    assert IoWrite(0xF4, AccessWidth.BYTE, 3).data == 3
+    assert IoWrite(0xF4, AccessWidth.BYTE, 3) != IoWrite(0xF4, AccessWidth.BYTE, 4)  # the data is compared too
+    assert len({a, MmioRead(GuestPhysAddr(0x1000_0000), AccessWidth.BYTE)}) == 1  # equal values hash alike
     fault = NestedPageFault(GuestPhysAddr(0x2000), MappingFlags.WRITE)
-    assert fault.access_flags & MappingFlags.WRITE
+    assert fault != NestedPageFault(GuestPhysAddr(0x2000), MappingFlags.READ)
 
 
 def test_unsupported_keeps_the_raw_code() -> None:

@@ -74,6 +74,6 @@ def test_inject_from_another_thread_wakes_wait_for_interrupt() -> None:
         assert vcpu.run() == Halt()
         timer = threading.Timer(0.05, vcpu.inject_interrupt, (0x21,))
         timer.start()
-        vcpu.wait_for_interrupt(10.0)
+        assert vcpu.wait_for_interrupt(10.0)  # woken by the injection; False: the 10 s timeout ended the wait
         timer.join()
         assert vcpu.run() == IoWrite(0x3F8, AccessWidth.BYTE, ord("I"))

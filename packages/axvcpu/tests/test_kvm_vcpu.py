@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import typing
 
 import pytest
 
 from axaddrspace import AccessWidth, GuestPhysAddr
-from axvcpu import ArchVCpu, FailEntry, Halt, IoRead, IoWrite, MmioRead, MmioWrite, PendingReadError
+from axvcpu import ArchVCpu, AxVCpuExitReason, FailEntry, Halt, IoRead, IoWrite, MmioRead, MmioWrite, PendingReadError
 from axvcpu.backends.kvm import FpuState, KvmError
 from axvcpu.x86 import GENERAL_REGISTERS, Segment, X86VCpu
 
@@ -35,6 +36,9 @@ class TestKvmContract(ArchVCpuContract):
         guest = make_guest(prog.IN_PLUS_ONE)
         self.guests.append(guest)
         return guest.vcpu
+
+    def exit_after_read(self, value: int) -> AxVCpuExitReason:
+        return IoWrite(COM1, BYTE, value + 1)  # IN_PLUS_ONE: in al, inc al, out to COM1
 
 
 def test_out_then_hlt() -> None:
@@ -226,6 +230,11 @@ def test_lapic_needs_the_irqchip() -> None:
 
 def test_close_is_idempotent() -> None:
     with kvm_guest(prog.OUT_A) as guest:
-        guest.vcpu.close()
-        guest.vcpu.close()
+        fd = guest.vcpu.fd
+        with open(os.devnull) as placeholder:  # opened first, so it has a number of its own
+            guest.vcpu.close()
+            os.dup2(placeholder.fileno(), fd)  # the freed number now names another file
+            guest.vcpu.close()  # a second close must leave that file alone
+            assert os.fstat(fd).st_ino == os.fstat(placeholder.fileno()).st_ino
+            os.close(fd)
         guest.vcpu.kick()  # harmless once closed

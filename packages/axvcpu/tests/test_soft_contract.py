@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import pytest
 
 from axaddrspace import AccessWidth, GuestPhysAddr
-from axvcpu import ArchVCpu, Halt, MmioRead, MmioWrite, Nothing, PendingReadError, VCpu
+from axvcpu import ArchVCpu, AxVCpuExitReason, Halt, MmioRead, MmioWrite, Nothing, PendingReadError, VCpu
 
 from .arch_contract import ArchVCpuContract
 from .riscv_asm import requires_riscv_toolchain
@@ -40,6 +40,9 @@ class TestRiscvSoftContract(ArchVCpuContract):
     def make_vcpu(self) -> ArchVCpu:
         self.machine = SoftMachine(READ_FIRST, mmio_exits=True)
         return self.machine.vcpu
+
+    def exit_after_read(self, value: int) -> AxVCpuExitReason:
+        return MmioWrite(GuestPhysAddr(DEVICE + 4), AccessWidth.DWORD, value + 1)  # READ_FIRST adds 1
 
     @pytest.fixture
     def vcpu(self) -> Iterator[ArchVCpu]:

@@ -417,7 +417,7 @@ def test_a_future_mtimecmp_wakes_a_hart_in_wfi_at_its_deadline(machines: list[So
     deadline = m.backend.mtime() + 300_000  # 30 ms ahead
     m.backend.set_mtimecmp(0, deadline)
     assert isinstance(m.vcpu.run(), Halt)
-    m.vcpu.wait_for_interrupt(60.0)  # ends at the deadline (a wait to the timeout would hit pytest's)
+    assert m.vcpu.wait_for_interrupt(60.0)  # woken by the timer; False: the 60 s timeout ended the wait
     assert m.backend.mtime() >= deadline  # it slept until the timer was due, not less
     m.run_until_halt()
     assert m.reg("a1") == INT | 7
@@ -460,7 +460,7 @@ def test_msip_from_another_thread_wakes_a_hart_blocked_in_wfi(machines: list[Sof
 
     timer = threading.Timer(0.05, raise_msip)
     timer.start()
-    m.vcpu.wait_for_interrupt(60.0)  # ends at the IPI (a wait to the timeout would hit pytest's)
+    assert m.vcpu.wait_for_interrupt(60.0)  # woken by the line; False: the 60 s timeout ended the wait
     assert raised  # woken by the line, not before it rose
     timer.join()
     m.run_until_halt()
@@ -508,7 +508,7 @@ def test_wait_for_interrupt_times_out_when_nothing_comes(machines: list[SoftMach
     assert isinstance(m.vcpu.run(), Halt)
     m.backend.hart_line(0, 9).set_level(True)  # SEIP: not enabled in mie, must not wake
     before = m.backend.mtime()
-    m.vcpu.wait_for_interrupt(0.1)
+    assert m.vcpu.wait_for_interrupt(0.1) is False  # the timeout ended it
     assert m.backend.mtime() - before >= 900_000  # the whole 0.1 s on the 10 MHz clock: no early wake
     assert isinstance(m.vcpu.run(), Halt)  # and nothing is pending for the hart
 
@@ -702,19 +702,18 @@ def test_ipi_through_an_mmio_clint_wakes_the_other_hart(machines: list[SoftMachi
     line = m.backend.hart_line(1, 3)
     bus.on_write[clint + 4] = lambda value: line.set_level(bool(value & 1))
     assert isinstance(m.vcpus[1].run(), Halt)  # hart 1 waits in wfi
-    woke = threading.Event()
+    woke: list[bool] = []  # what wait_for_interrupt returned: True for a wake-up, False for its timeout
 
     def hart1() -> None:
-        m.vcpus[1].wait_for_interrupt(5.0)
-        woke.set()
+        woke.append(m.vcpus[1].wait_for_interrupt(30.0))
 
     waiter = threading.Thread(target=hart1)
     waiter.start()
     time.sleep(0.05)
-    assert not woke.is_set()
+    assert not woke
     m.run_until_halt(0)
-    waiter.join(5)
-    assert woke.is_set()
+    waiter.join(30)  # the wake-up is immediate; 30 s is only the bound of a broken one
+    assert woke == [True]
     m.run_until_halt(1)
     assert m.reg("a1", 1) == INT | 3
     assert bus.writes == [(clint + 4, AccessWidth.DWORD, 1), (clint + 4, AccessWidth.DWORD, 0)]
@@ -859,7 +858,7 @@ def test_an_ipi_to_a_parked_hart_drops_code_it_translated_before(machines: list[
     off = m.sym("site") - RAM_BASE
     m.ram.view[off : off + 2] = new.to_bytes(2, "little")
     m.backend.hart_line(0, 3).set_level(True)
-    m.vcpu.wait_for_interrupt(1.0)
+    assert m.vcpu.wait_for_interrupt(0.0)  # MSIP is pending already: woken without waiting
     assert m.vcpu.run() == Nothing()  # woke, ran the loop again, wfi falls through (MSIP pending)
     assert m.reg("a1") == 2
     assert m.vcpu.translation_flushes == 1

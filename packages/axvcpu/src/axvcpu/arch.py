@@ -43,13 +43,16 @@ class ArchVCpu(abc.ABC):
     def inject_interrupt(self, vector: int) -> None:
         """Deliver (or queue) interrupt ``vector``; may be called from another thread."""
 
-    def wait_for_interrupt(self, timeout: float) -> None:
+    def wait_for_interrupt(self, timeout: float) -> bool:
         """Block after a Halt until an interrupt is pending for this vCPU, or ``timeout`` seconds.
 
-        Backends that know their interrupt sources override this to wake at once; the default
-        simply waits, so a halted vCPU never spins a host core.
+        True if woken (an interrupt pending, or a kick), False if the timeout ended the wait: a
+        caller, or a test, can tell a wake-up from a timeout. Backends that know their interrupt
+        sources override this to wake at once; the default simply waits, so a halted vCPU never
+        spins a host core.
         """
         time.sleep(timeout)
+        return False
 
     def kick(self) -> None:
         """Make a run() in progress on another thread return soon (with Nothing); default no-op

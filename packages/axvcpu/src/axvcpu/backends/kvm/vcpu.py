@@ -149,11 +149,10 @@ class KvmVCpu(ArchVCpu):
             self._ioctl("KVM_INTERRUPT", self._lib.KVM_INTERRUPT, irq)
         run.request_interrupt_window = 1 if self._irqs else 0
 
-    def wait_for_interrupt(self, timeout: float) -> None:
-        """After a Halt: return as soon as ``inject_interrupt`` queues a vector, or after ``timeout``."""
+    def wait_for_interrupt(self, timeout: float) -> bool:
+        """After a Halt: True as soon as ``inject_interrupt`` queues a vector, False after ``timeout``."""
         self._wake.clear()
-        if not self._irqs:
-            self._wake.wait(timeout)
+        return bool(self._irqs) or self._wake.wait(timeout)
 
     def kick(self) -> None:
         """Make the current or next KVM_RUN of this vCPU return Nothing() soon (any thread).

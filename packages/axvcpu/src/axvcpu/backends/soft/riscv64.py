@@ -242,12 +242,13 @@ class RiscvSoftVCpu(ArchVCpu):
             raise ValueError(f"interrupt {vector} is not a MIP bit this hart has ({sorted(MIP_BITS)})")
         self._irqs.pulse_line(vector)
 
-    def wait_for_interrupt(self, timeout: float) -> None:
-        """Block until an interrupt enabled in mie is pending (lines, timer), a kick, or ``timeout``."""
+    def wait_for_interrupt(self, timeout: float) -> bool:
+        """Block until an interrupt enabled in mie is pending (lines, timer), a kick (True), or
+        ``timeout`` (False)."""
         with self.engine_lock:
             self._check_open()
             mie, mip = self._regs.read_csrs(_MIE, _MIP)
-        self._irqs.wait(timeout, mie, mip)
+        return self._irqs.wait(timeout, mie, mip)
 
     def kick(self) -> None:
         """Make ``wait_for_interrupt`` return now, from any thread."""

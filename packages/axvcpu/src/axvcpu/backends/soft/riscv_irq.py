@@ -129,32 +129,38 @@ class HartInterrupts:
         with self._cond:
             self._latched_m &= ~(1 << irq)
 
-    def wait(self, timeout: float, mie: int, native_mip: int) -> None:
-        """Block until an interrupt enabled in ``mie`` is pending, a kick, or ``timeout`` seconds.
+    def wait(self, timeout: float, mie: int, native_mip: int) -> bool:
+        """Block until an interrupt enabled in ``mie`` is pending or a kick (True), or until
+        ``timeout`` seconds have passed (False, whatever is pending by then: a wake-up that
+        came only with the timeout is reported as the timeout).
 
         ``native_mip`` is what unicorn's MIP held when the hart halted. A line change that
         enables nothing, or a new mtimecmp still in the future, re-arms the wait; the wait for a
         future mtimecmp sleeps until exactly its deadline.
         """
         give_up = time.monotonic() + max(timeout, 0.0)
+        waited = False
         with self._cond:
             while True:
                 if self._kicked:
                     self._kicked = False
-                    return
+                    return True
+                now = time.monotonic()
+                if waited and now >= give_up:
+                    return False
                 pending = native_mip | self._levels | self._pulses | self._latched_m
                 timer_armed = mie >> IRQ_MTIP & 1 and self._mtimecmp != MTIMECMP_RESET
                 if timer_armed and self._mtime() >= self._mtimecmp:
                     pending |= 1 << IRQ_MTIP
                 if pending & mie:
-                    return
-                now = time.monotonic()
+                    return True
                 if now >= give_up:
-                    return
+                    return False
                 until = give_up
                 if timer_armed:
                     until = min(until, self._deadline_of(self._mtimecmp))
                 self._cond.wait(max(until - now, 0.0))
+                waited = True
 
 
 class HartLine:
