@@ -53,6 +53,7 @@ running guest is slow: the bounds are the devices' own.
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -379,7 +380,7 @@ class VmManager:
         """One VM's snapshot; VmNotFound when there is none."""
         raise NotImplementedError
 
-    def ids(self) -> list[int]:
+    def ids(self) -> builtins.list[int]:  # builtins: the name list is the method above in here
         """The ids of every VM (for completion in the shell), cheap and lock-free enough to call
         on each keystroke."""
         raise NotImplementedError
