@@ -111,7 +111,7 @@ class _Bus(Generic[_R]):
     def read(self, addr: int, width: AccessWidth) -> int:
         """Dispatch a guest read; always answers, masked to ``width``."""
         i = bisect_right(self._starts, addr) - 1
-        if i >= 0 and addr + width <= self._ends[i]:
+        if i >= 0 and int(addr) + width <= self._ends[i]:  # int: a GuestPhysAddr + width may leave 64 bits
             device = self._devices[i]
             try:
                 return device.handle_read(addr, width) & width.mask
@@ -125,7 +125,7 @@ class _Bus(Generic[_R]):
     def write(self, addr: int, width: AccessWidth, value: int) -> None:
         """Dispatch a guest write; dropped if no device takes the whole access."""
         i = bisect_right(self._starts, addr) - 1
-        if i >= 0 and addr + width <= self._ends[i]:
+        if i >= 0 and int(addr) + width <= self._ends[i]:
             device = self._devices[i]
             try:
                 device.handle_write(addr, width, value & width.mask)

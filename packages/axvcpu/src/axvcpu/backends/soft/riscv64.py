@@ -166,6 +166,7 @@ class RiscvSoftVCpu(ArchVCpu):
         self._slice_thread: int | None = None
         self._mem_fault: _MemFault | None = None
         self._fail: str | None = None
+        self._slice_traps = 0  # traps entered in this slice: a fetch fault is not counted as an instruction
         self._pending_read: _PendingRead | None = None
         self._mmio_windows: list[tuple[int, int]] = []
         self._closed = False
@@ -320,6 +321,7 @@ class RiscvSoftVCpu(ArchVCpu):
         pc = regs.pc
         self._mem_fault = None
         self._fail = None
+        self._slice_traps = 0
         self._slice_thread = threading.get_ident()
         try:
             self._uc.emu_start(pc, _UNTIL, count=self._slice)
@@ -472,6 +474,12 @@ class RiscvSoftVCpu(ArchVCpu):
             return
         enter_trap(regs, cause, interrupt=False, epc=pc, tval=tval, priv=priv)
         self.traps_entered += 1
+        self._slice_traps += 1
+        if self._slice_traps >= self._slice:
+            # A trap vector the guest cannot fetch (an unmapped stvec) faults again before any
+            # instruction runs, so the count never ends the slice: end it here, with the trap
+            # entered, so run() returns and the VMM can still stop the VM.
+            uc.emu_stop()
 
     def _emulate_time_read(self, insn: int) -> bool:
         """rdtime / csrr rd, time: unicorn has no time CSR, so answer with mtime here."""
