@@ -54,11 +54,41 @@ running guest is slow: the bounds are the devices' own.
 from __future__ import annotations
 
 import builtins
+import logging
+import threading
+import tomllib
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from axvm import VMState
+from axvm import AxVM, AxVMCrateConfig, ConfigError, VmBackend, VmBuildError, config_from_dict
+
+from .backends import select_backend
+from .console_hub import ConsoleHub
+from .errors import UserError
+from .managed import ManagedVm, log_file_name
+from .plan import plan_vm
+from .vmm import build_vm
+from .vmtypes import (
+    CONSOLE_HISTORY_BYTES,
+    CONSOLE_INPUT_MAX,
+    MEMORY_ACCESS_MAX,
+    BadRequest,
+    BootTimes,
+    ConsoleSubscription,
+    DeviceCounters,
+    HostError,
+    ManagerClosed,
+    ManagerError,
+    Translation,
+    VcpuMetrics,
+    VmInfo,
+    VmMetrics,
+    VmNotFound,
+    VMState,
+    VmStateError,
+    parse_size,
+)
 
 __all__ = [
     "CONSOLE_HISTORY_BYTES",
@@ -82,254 +112,11 @@ __all__ = [
     "parse_size",
 ]
 
-MEMORY_ACCESS_MAX = 1 << 20
-"""The most bytes one read_memory/write_memory moves (1 MiB): a request is answered in one
-piece, so this bounds the memory one API call can make the VMM allocate."""
+log = logging.getLogger(__name__)
 
-CONSOLE_HISTORY_BYTES = 64 * 1024
-"""How much of each VM's recent console output ``console_history`` keeps (a screenful or two of
-context for a client that attaches late)."""
-
-CONSOLE_INPUT_MAX = 64 * 1024
-"""The most console input bytes waiting for one guest (its UART takes 16 at a time); more is
-refused (``console_input`` returns how many it took), so a flood cannot grow the VMM."""
-
-
-# -- errors ---------------------------------------------------------------------------------
-
-
-class ManagerError(Exception):
-    """Base of every error the manager raises; ``http_status`` is the API's answer to it."""
-
-    http_status = 500
-
-
-class VmNotFound(ManagerError):
-    """No VM with this id (never created, or deleted)."""
-
-    http_status = 404
-
-    def __init__(self, vm_id: int) -> None:
-        super().__init__(f"no VM with id {vm_id}")
-        self.vm_id = vm_id
-
-
-class VmStateError(ManagerError):
-    """The call is not legal in the VM's current state; ``state`` is that state."""
-
-    http_status = 409
-
-    def __init__(self, vm_id: int, name: str, action: str, state: VMState, allowed: tuple[VMState, ...] = ()) -> None:
-        hint = f" (allowed in {', '.join(s.name.title() for s in allowed)})" if allowed else ""
-        super().__init__(f"VM {vm_id} {name!r} is {state.name.title()}: cannot {action}{hint}")
-        self.vm_id = vm_id
-        self.action = action
-        self.state = state
-        self.allowed = allowed
-
-
-class BadRequest(ManagerError):
-    """An argument is wrong; ``field`` names it (``config``, ``cpus``, ``mem``, ``name``, ``gpa``,
-    ``size``, ``data``, ``vcpu``, ``gva``, ``graceful`` ...), ``message`` says what was expected."""
-
-    http_status = 400
-
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(f"{field}: {message}")
-        self.field = field
-        self.message = message
-
-
-class HostError(ManagerError):
-    """The host refused what the VM needs (KVM_CREATE_VM, guest memory, a disk lock, a TAP):
-    nothing about the request was wrong, the host must change."""
-
-    http_status = 500
-
-
-class ManagerClosed(ManagerError):
-    """``close()`` has been called: the manager takes no more requests."""
-
-    http_status = 503
-
-    def __init__(self) -> None:
-        super().__init__("the VM manager is shutting down")
-
-
-# -- what the manager reports -----------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class VmInfo:
-    """A snapshot of one VM, as ``vm list`` and ``GET /api/vms`` show it."""
-
-    id: int
-    name: str
-    state: VMState
-    arch: str
-    """The guest architecture: ``x86_64`` or ``riscv64``."""
-    backend: str
-    """The execution backend running it: ``kvm`` or ``soft``."""
-    cpus: int
-    memory_bytes: int
-    """Guest RAM, all regions together."""
-    config_path: str | None
-    """The config file it was created from; None when created from TOML text."""
-    uptime_s: float
-    """Seconds in Running or Paused since the last start (0 when not started or ended)."""
-    resets: int
-    """Guest-initiated and ``reset()`` rebuilds since the last start."""
-    exit_code: int | None
-    """How it last ended: the guest's power-off status, 1 for a failure; None while it has not ended."""
-    reason: str | None
-    """One line on how it last ended ("powered off with status 0", "vCPU 0: ..."), or None."""
-    log_path: str | None
-    """Its console log file, or None when the manager keeps no logs."""
-
-
-@dataclass(frozen=True)
-class BootTimes:
-    """How long the last boot took to show life, in seconds; None until it happened.
-
-    ``start_*`` count from the ``start()`` (or reset) that began this boot; ``process_*`` from
-    the start of this VMM process (what ``axvisor run`` users feel: interpreter start-up, config,
-    build and load included).
-    """
-
-    start_to_first_instruction_s: float | None
-    """Until the boot vCPU first entered the guest."""
-    start_to_first_console_byte_s: float | None
-    """Until the guest wrote its first console byte."""
-    process_to_first_instruction_s: float | None
-    process_to_first_console_byte_s: float | None
-
-
-@dataclass(frozen=True)
-class VcpuMetrics:
-    """One vCPU: its exits since the last start, by kind (the exit class names of
-    ``axvcpu.exits``: ``MmioRead``, ``IoWrite``, ``Halt``, ``Nothing`` ...), and host CPU time."""
-
-    vcpu: int
-    exits: dict[str, int]
-    host_cpu_s: float
-    """CPU time the host spent on this vCPU's thread (guest and VMM together)."""
-
-
-@dataclass(frozen=True)
-class DeviceCounters:
-    """Device counters summed over the VM's devices since the last start."""
-
-    uart_tx_bytes: int
-    """Bytes the guest wrote to its consoles (UARTs and virtio consoles)."""
-    uart_rx_bytes: int
-    """Bytes of host input the guest's consoles took."""
-    virtio_requests: int
-    """Requests virtio devices completed (block requests, network frames, entropy requests ...)."""
-    virtio_bytes: int
-    """Bytes those requests moved."""
-    virtio_errors: int
-    """Requests answered with an error (IOERR, malformed chains, host I/O failures)."""
-    unmapped_accesses: int
-    """Guest accesses that hit no device (reads answered all-ones, writes dropped)."""
-    device_errors: int
-    """Guest accesses that made a device raise (a device bug; the bus answered as for no device)."""
-    per_device: dict[str, dict[str, int]] = field(default_factory=dict)
-    """The same, per device name, for the counters each device keeps."""
-
-
-@dataclass(frozen=True)
-class VmMetrics:
-    """``metrics(id)``: what ``vm show -s``, ``GET /api/vms/{id}/metrics`` and ``/metrics`` show."""
-
-    id: int
-    name: str
-    state: VMState
-    uptime_s: float
-    """Seconds in Running or Paused since the last start; Paused time counts (the guest's clock
-    does not move while paused, the host's does)."""
-    paused_s: float
-    """Of that uptime, seconds spent Paused."""
-    boot: BootTimes
-    vcpus: tuple[VcpuMetrics, ...]
-    devices: DeviceCounters
-    host_cpu_s: float
-    """All vCPU threads together since the last start (those of runs before a reset included)."""
-    resets: int
-
-
-@dataclass(frozen=True)
-class Translation:
-    """``translate``: a guest virtual address walked through the guest's page tables."""
-
-    gva: int
-    gpa: int | None
-    """The guest physical address, or None when the walk faulted (``fault`` says where)."""
-    mode: str
-    """The paging mode walked: ``bare`` (no translation), ``sv39``, ``sv48``, ``x86-4level``."""
-    levels: tuple[tuple[int, int], ...]
-    """Each step of the walk: (address of the page-table entry read, the entry's value)."""
-    page_size: int
-    """The size of the page that mapped it (4 KiB, 2 MiB, 1 GiB ...); 0 when it faulted."""
-    writable: bool
-    user: bool
-    executable: bool
-    fault: str | None = None
-    """Why the walk stopped without an address ("level 1 entry not present" ...), or None."""
-
-
-class ConsoleSubscription:
-    """A live subscription to one VM's console output, from ``console_subscribe``.
-
-    The callback runs on the thread that produced the bytes (a vCPU thread): it must be quick
-    and must not block or call the manager (put the bytes on a queue, or schedule them on an
-    event loop with ``loop.call_soon_threadsafe``). A callback that raises is dropped (logged
-    once). Subscriptions survive resets and restarts of the VM; ``close()`` (or the VM's
-    deletion) ends one; ``closed`` tells which.
-    """
-
-    def __init__(
-        self, vm_id: int, callback: Callable[[bytes], object], on_close: Callable[[ConsoleSubscription], None]
-    ) -> None:
-        self.vm_id = vm_id
-        self.callback = callback
-        self.closed = False
-        self._on_close = on_close
-
-    def close(self) -> None:
-        """Stop delivering; idempotent."""
-        if not self.closed:
-            self.closed = True
-            self._on_close(self)
-
-    def __enter__(self) -> ConsoleSubscription:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-
-_SIZE_UNITS = {
-    "": 1,
-    "B": 1,
-    "K": 1 << 10,
-    "KB": 1 << 10,
-    "KIB": 1 << 10,
-    "M": 1 << 20,
-    "MB": 1 << 20,
-    "MIB": 1 << 20,
-    "G": 1 << 30,
-    "GB": 1 << 30,
-    "GIB": 1 << 30,
-}
-
-
-def parse_size(text: str, field: str = "mem") -> int:
-    """A memory size as AxVisor's ``vm create -m`` takes it: ``512M``, ``1G``, ``0x2000_0000``,
-    ``268435456`` (binary units; a bare number is bytes). BadRequest(field) when malformed."""
-    raise NotImplementedError
-
-
-# -- the manager -------------------------------------------------------------------------------
+INPUT_RETRY_SECONDS = 0.005
+"""How soon queued console input is offered again to a guest whose console was full."""
+NAME_MAX = 64
 
 
 class VmManager:
@@ -337,13 +124,34 @@ class VmManager:
 
     ``log_dir``: where each VM's console log goes (None: no log files). ``console_echo``: an
     extra sink for every VM's console bytes, ``(vm_id, data)``, called on vCPU threads (for a
-    process that prints them; it must not block).
+    process that prints them; it must not block). ``backend_factory``: build every VM on the
+    backend it returns instead of the one ``axvisor run`` would choose (tests, embedders).
     """
 
     def __init__(
-        self, log_dir: str | Path | None = None, console_echo: Callable[[int, bytes], object] | None = None
+        self,
+        log_dir: str | Path | None = None,
+        console_echo: Callable[[int, bytes], object] | None = None,
+        *,
+        backend_factory: Callable[[AxVMCrateConfig], VmBackend] | None = None,
     ) -> None:
-        raise NotImplementedError
+        self._log_dir = Path(log_dir) if log_dir is not None else None
+        if self._log_dir is not None:
+            try:
+                self._log_dir.mkdir(parents=True, exist_ok=True)
+            except OSError as error:
+                raise BadRequest("log_dir", f"{self._log_dir}: cannot create it: {error.strerror}") from None
+        self._echo = console_echo
+        self._backend_factory = backend_factory
+        self._lock = threading.Lock()
+        self._vms: dict[int, ManagedVm] = {}
+        self._ids: tuple[int, ...] = ()
+        self._reserved: set[int] = set()
+        self._closed = False
+        self._input_wake = threading.Event()
+        self._input_stop = threading.Event()
+        self._input_thread = threading.Thread(target=self._pump_input, daemon=True, name="vm-console-input")
+        self._input_thread.start()
 
     # -- creating and listing ----------------------------------------------------------------
 
@@ -369,28 +177,61 @@ class VmManager:
         with the file and key in the message for config mistakes); the host refusing the VM
         (KVM, memory, a disk another VM holds) is HostError. Nothing is left behind on failure.
         """
-        raise NotImplementedError
+        self._check_open()
+        parsed = self._config(config, text, name, cpus, mem)
+        try:
+            plan_vm(parsed)  # what run checks before it starts a vCPU: images, devices, host bounds
+        except UserError as error:
+            raise BadRequest("config", str(error)) from None
+        vm_id = self._reserve_id(parsed.base.id)
+        try:
+            log_path = log_file_name(vm_id, parsed.base.name, self._log_dir) if self._log_dir is not None else None
+            try:
+                hub = ConsoleHub(vm_id, log_path, self._echo)
+            except OSError as error:
+                raise HostError(f"console log {log_path}: cannot open it: {error.strerror}") from None
+            path = None if text else str(Path(config).resolve())
+            managed = ManagedVm(vm_id, parsed, path, hub, self._build)
+            try:
+                managed.load()
+            except BaseException:
+                hub.close(remove_log=True)
+                raise
+            with self._lock:
+                self._vms[vm_id] = managed
+                self._ids = tuple(sorted(self._vms))
+        finally:
+            with self._lock:
+                self._reserved.discard(vm_id)
+        log.info("VM %d %r created from %s", vm_id, managed.name, path or "TOML text")
+        return managed.info()
 
     def list(self, all: bool = False) -> list[VmInfo]:
         """Every VM by id; without ``all``, Stopped and Failed VMs are left out (as ``vm list``
         without ``-a``)."""
-        raise NotImplementedError
+        self._check_open()
+        with self._lock:
+            vms = [self._vms[vm_id] for vm_id in sorted(self._vms)]
+        infos = [vm.info() for vm in vms]
+        return infos if all else [info for info in infos if info.state not in (VMState.STOPPED, VMState.FAILED)]
 
     def get(self, vm_id: int) -> VmInfo:
         """One VM's snapshot; VmNotFound when there is none."""
-        raise NotImplementedError
+        return self._vm(vm_id).info()
 
     def ids(self) -> builtins.list[int]:  # builtins: the name list is the method above in here
         """The ids of every VM (for completion in the shell), cheap and lock-free enough to call
         on each keystroke."""
-        raise NotImplementedError
+        return list(self._ids)
 
     # -- lifecycle -----------------------------------------------------------------------------
 
     def start(self, vm_id: int) -> VmInfo:
         """Boot a Ready VM, or a Stopped/Failed one afresh from its config (disk kept):
         -> Running. Returns once its vCPU threads run (not when the guest has booted)."""
-        raise NotImplementedError
+        vm = self._vm(vm_id)
+        vm.start()
+        return vm.info()
 
     def stop(self, vm_id: int, force: bool = False, graceful: bool = False, timeout: float = 30.0) -> VmInfo:
         """Stop a VM in order and wait until it is Stopped: every vCPU kicked out and joined,
@@ -403,38 +244,71 @@ class VmManager:
         guest has not powered off in time the VM is stopped in order anyway. ``force``
         (``-f``) also stops a VM caught Pausing or Stopping, and ignores ``graceful``.
         """
-        raise NotImplementedError
+        vm = self._vm(vm_id)
+        if graceful and not force:
+            raise BadRequest(
+                "graceful",
+                "no machine here can ask its guest to power off (no ACPI power button, "
+                "no SBI shutdown request from the host); stop it without -g",
+            )
+        vm.stop(force)
+        return vm.info()
 
     def pause(self, vm_id: int, timeout: float = 10.0) -> VmInfo:
         """AxVisor's ``vm suspend``: Running -> Pausing -> Paused, returning once every vCPU has
         left the guest and parked and the guest clock is stopped. If a vCPU does not park within
         ``timeout`` seconds the pause is given up (back to Running) and HostError is raised. A VM
         that ends while pausing ends as it would anyway (Stopped or Failed)."""
-        raise NotImplementedError
+        vm = self._vm(vm_id)
+        vm.pause(timeout)
+        return vm.info()
 
     def resume(self, vm_id: int) -> VmInfo:
         """Paused -> Running: the guest clock goes on from where it stopped, vCPUs re-enter
         the guest, latched interrupts are delivered."""
-        raise NotImplementedError
+        vm = self._vm(vm_id)
+        vm.resume()
+        return vm.info()
 
     def reset(self, vm_id: int, timeout: float = 30.0) -> VmInfo:
         """Restart a Running or Paused VM from its config, as a power cycle: the old VM is stopped
         in order (disks flushed), a new one built and booted (disk contents kept, RAM fresh),
         state Running. Returns once the new VM runs. A rebuild that fails leaves it Failed."""
-        raise NotImplementedError
+        vm = self._vm(vm_id)
+        vm.reset(timeout)
+        return vm.info()
 
     def delete(self, vm_id: int, force: bool = False, keep_data: bool = False) -> None:
         """Forget a Ready, Stopped or Failed VM and free everything it holds (a Ready VM's
         memory and backend; console subscriptions are closed). ``force`` stops a VM in any other
         state first. ``keep_data=False`` also removes the console log this manager wrote for it
         (``--keep-data`` keeps it); disk images are the user's and are never touched."""
-        raise NotImplementedError
+        vm = self._vm(vm_id)
+        vm.delete(force)
+        with self._lock:
+            self._vms.pop(vm_id, None)
+            self._ids = tuple(sorted(self._vms))
+        vm.hub.close(remove_log=not keep_data)
+        log.info("VM %d %r deleted", vm_id, vm.name)
 
     def close(self) -> None:
         """Stop every VM in order of id (each through its one shutdown path), wait for each, then
         stop the manager's threads and close the console logs. Idempotent; afterwards every call
         but ``close`` raises ManagerClosed."""
-        raise NotImplementedError
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            vms = [self._vms[vm_id] for vm_id in sorted(self._vms)]
+        for vm in vms:
+            try:
+                vm.close()
+            except Exception:  # one VM failing to stop never keeps the others running
+                log.exception("VM %d %r: stopping it failed", vm.id, vm.name)
+            vm.hub.close()
+        self._input_stop.set()
+        self._input_wake.set()
+        self._input_thread.join()
 
     def __enter__(self) -> VmManager:
         return self
@@ -449,37 +323,42 @@ class VmManager:
         ``ConsoleSubscription`` for the threading rules). Pair it with ``console_history`` for
         what came before: take the history after subscribing and a byte may show twice, before
         and it may be missed; the shell takes history first."""
-        raise NotImplementedError
+        return self._vm(vm_id).hub.subscribe(callback)
 
     def console_history(self, vm_id: int) -> bytes:
         """The last ``CONSOLE_HISTORY_BYTES`` the VM wrote to its console (all runs since create)."""
-        raise NotImplementedError
+        return self._vm(vm_id).hub.history()
 
     def console_input(self, vm_id: int, data: bytes) -> int:
         """Queue host keystrokes for the VM's console (its first UART, else its first virtio
         console); they are pushed as the guest takes them, also across a reset. Returns how many
         bytes were queued: fewer than ``len(data)`` when ``CONSOLE_INPUT_MAX`` would be passed.
         Input for a VM that is not Running or Paused, or has no console, is dropped (returns 0)."""
-        raise NotImplementedError
+        vm = self._vm(vm_id)
+        if not data or not vm.accepts_input():
+            return 0
+        queued = vm.hub.queue_input(data)
+        self._input_wake.set()
+        return queued
 
     # -- metrics and inspection -------------------------------------------------------------------
 
     def metrics(self, vm_id: int) -> VmMetrics:
         """Counters and timers of the VM's current (or last) run; cheap, any state, any thread."""
-        raise NotImplementedError
+        return self._vm(vm_id).metrics()
 
     def read_memory(self, vm_id: int, gpa: int, size: int) -> bytes:
         """``size`` bytes of guest RAM at guest physical address ``gpa`` (a running VM's RAM may
         change while it is read). BadRequest("size") when size is not 1..MEMORY_ACCESS_MAX,
         BadRequest("gpa") when the range is not all guest RAM (device windows are not read: a
         read could have side effects); VmStateError when the VM has no RAM (Stopped, Failed)."""
-        raise NotImplementedError
+        return self._vm(vm_id).read_memory(gpa, size)
 
     def write_memory(self, vm_id: int, gpa: int, data: bytes) -> None:
         """Write ``data`` into guest RAM at ``gpa``; same bounds and errors as ``read_memory``
         (field ``data`` for its size). Writing into code a running guest executes is the
         caller's risk; pause first for a consistent change."""
-        raise NotImplementedError
+        self._vm(vm_id).write_memory(gpa, bytes(data))
 
     def registers(self, vm_id: int, vcpu: int) -> dict[str, int]:
         """The registers of vCPU ``vcpu`` of a Paused VM, by the architecture's names: x86_64
@@ -488,7 +367,7 @@ class VmManager:
         (``priv``) and the S- and M-mode CSRs that explain a trap (satp, sstatus, sepc, scause,
         stval, stvec, mstatus, mepc, mcause, mtval, mtvec, mie, mip). VmStateError unless
         Paused; BadRequest("vcpu") for a vCPU the VM does not have."""
-        raise NotImplementedError
+        return self._vm(vm_id).registers(vcpu)
 
     def translate(self, vm_id: int, vcpu: int, gva: int) -> Translation:
         """Walk guest virtual address ``gva`` through vCPU ``vcpu``'s page tables as the guest's
@@ -497,4 +376,111 @@ class VmManager:
         ``fault`` set, not an error. VmStateError unless Paused; BadRequest("vcpu") or
         BadRequest("gva") for out-of-range arguments; BadRequest("vcpu") when the paging mode is
         one this walker does not know (named in the message)."""
-        raise NotImplementedError
+        return self._vm(vm_id).translate(vcpu, gva)
+
+    # -- internals -------------------------------------------------------------------------------
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ManagerClosed()
+
+    def _vm(self, vm_id: int) -> ManagedVm:
+        self._check_open()
+        vm = self._vms.get(vm_id)
+        if vm is None:
+            raise VmNotFound(vm_id)
+        return vm
+
+    def _reserve_id(self, wanted: int) -> int:
+        """The config's id when free, else the lowest free id above it (held until created)."""
+        with self._lock:
+            vm_id = wanted
+            while vm_id in self._vms or vm_id in self._reserved:
+                vm_id += 1
+            self._reserved.add(vm_id)
+            return vm_id
+
+    def _config(
+        self, config: str | Path, text: bool, name: str | None, cpus: int | None, mem: int | None
+    ) -> AxVMCrateConfig:
+        """The config with the overrides applied, validated as a file is (BadRequest otherwise)."""
+        if name is not None and not (name.strip() and len(name) <= NAME_MAX and name.isprintable()):
+            raise BadRequest("name", f"{name!r}: expected 1..{NAME_MAX} printable characters")
+        if cpus is not None and not (isinstance(cpus, int) and cpus >= 1):
+            raise BadRequest("cpus", f"{cpus!r}: expected a number of vCPUs, 1 or more")
+        if mem is not None and not (isinstance(mem, int) and mem > 0 and mem % 4096 == 0):
+            raise BadRequest("mem", f"{mem!r}: expected a positive size in bytes, a multiple of 4 KiB")
+        file = None if text else Path(config)
+        try:
+            source = str(config) if text else file.read_text(encoding="utf-8")  # type: ignore[union-attr]
+        except (OSError, UnicodeDecodeError) as error:
+            reason = error.strerror if isinstance(error, OSError) else "not UTF-8 text"
+            raise BadRequest("config", f"{config}: cannot read it: {reason}; expected a VM config (.toml)") from None
+        try:
+            document = tomllib.loads(source)
+        except tomllib.TOMLDecodeError as error:
+            raise BadRequest("config", f"{file or '<config>'}: invalid TOML: {error}") from None
+        _override(document, name, cpus, mem)
+        try:
+            return config_from_dict(document, file)
+        except ConfigError as error:
+            raise BadRequest("config", str(error).replace("\n", "; ")) from None
+
+    def _build(self, config: AxVMCrateConfig, sink: Callable[[bytes], None]) -> AxVM:
+        """Build and load one VM as ``axvisor run`` does (also a rebuild after a reset)."""
+        try:
+            factory = self._backend_factory or select_backend(config).factory
+        except UserError as error:
+            raise BadRequest("config", str(error)) from None
+        try:
+            backend = factory(config)
+        except (OSError, RuntimeError) as error:  # e.g. KVM_CREATE_VM refused by the host
+            raise HostError(f"VM {config.base.name!r}: starting its backend: {error}") from None
+        try:
+            return build_vm(config, backend, sink)
+        except ConfigError as error:
+            raise BadRequest("config", str(error).replace("\n", "; ")) from None
+        except (VmBuildError, OSError) as error:
+            raise HostError(str(error)) from None
+        except UserError as error:
+            raise BadRequest("config", str(error)) from None
+
+    def _pump_input(self) -> None:
+        """The input thread: offer each VM's queued console input until the guest takes it."""
+        while not self._input_stop.is_set():
+            with self._lock:
+                vms = list(self._vms.values())
+            waiting = False
+            for vm in vms:
+                if not vm.hub.has_input:
+                    continue
+                if not vm.accepts_input():
+                    vm.hub.drop_input()
+                    continue
+                try:
+                    vm.hub.push_input(vm.console_target())
+                except Exception:  # a VM torn down meanwhile: its input is dropped, others go on
+                    log.exception("VM %d: console input failed; dropped", vm.id)
+                    vm.hub.drop_input()
+                waiting = waiting or vm.hub.has_input
+            self._input_wake.wait(INPUT_RETRY_SECONDS if waiting else None)
+            self._input_wake.clear()
+
+
+def _override(document: dict[str, Any], name: str | None, cpus: int | None, mem: int | None) -> None:
+    """Apply ``vm create -n -c -m`` to a parsed TOML document (the loader then checks it all)."""
+    base, kernel = document.get("base"), document.get("kernel")
+    if name is not None and isinstance(base, dict):
+        base["name"] = name
+    if cpus is not None and isinstance(base, dict):
+        base["cpu_num"] = cpus
+    if mem is not None and isinstance(kernel, dict):
+        regions = kernel.get("memory_regions")
+        if not isinstance(regions, list) or len(regions) != 1:
+            count = len(regions) if isinstance(regions, list) else 0
+            raise BadRequest("mem", f"the config has {count} memory regions; -m resizes a config with exactly one")
+        region = regions[0]
+        if isinstance(region, list) and len(region) >= 2:
+            region[1] = mem
+        elif isinstance(region, dict):
+            region["size"] = mem

@@ -15,16 +15,21 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from axvcpu import CpuUp, FailEntry, Halt, SystemDown, Unsupported
+from axvcpu import CpuUp, FailEntry, Halt, Nothing, SystemDown, Unsupported
 from axvm import AxVM, AxVMCrateConfig, VmBackend
 from axvm.host import HostDisk, HostResources
 
 from .loaders import load_guest
 from .net import NetHost
+
+if TYPE_CHECKING:
+    from .pause import PauseGate
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +57,8 @@ class VmOutcome:
     exit_code: int
     reason: str
     reset: bool = False
+    failed: bool = False
+    """The VM failed (a vCPU, the backend, a disk flush, a rebuild), as opposed to powering off."""
 
 
 class VmmHost(NetHost):
@@ -81,11 +88,19 @@ class VmmHost(NetHost):
 
 
 class RunningVm:
-    """One VM and its vCPU threads."""
+    """One VM and its vCPU threads; with a ``gate``, they park there while it is held (a pause)."""
 
-    def __init__(self, vm: AxVM) -> None:
+    def __init__(self, vm: AxVM, gate: PauseGate | None = None) -> None:
         self.vm = vm
+        self.gate = gate
         self.threads: list[threading.Thread] = []
+        self.vcpu_threads: dict[int, threading.Thread] = {}
+        self.first_entry_ns: int | None = None
+        """time.monotonic_ns() when a vCPU thread first went to enter the guest (the boot timer)."""
+        self.booted = False
+        """Every boot vCPU has its thread (or the boot failed): what a pause waits for."""
+        self.cpu_seconds: dict[int, float] = {}
+        """Host CPU time of each vCPU thread that has ended (live ones: ``thread_cpu_seconds``)."""
         self._failure: str | None = None
         self._stopped: VmOutcome | None = None
         self._started: set[int] = set()
@@ -99,19 +114,39 @@ class RunningVm:
         thread = threading.Thread(target=self._vcpu_main, args=(vcpu_id,), daemon=True,
                                   name=f"{self.vm.name}-vcpu{vcpu_id}")
         self.threads.append(thread)
+        self.vcpu_threads[vcpu_id] = thread
         thread.start()
+
+    def thread_cpu_seconds(self) -> dict[int, float]:
+        """Host CPU time per vCPU thread so far, ended threads included."""
+        seconds = dict(self.cpu_seconds)
+        for vcpu_id, thread in list(self.vcpu_threads.items()):
+            ident = thread.ident
+            if vcpu_id in seconds or ident is None or not thread.is_alive():
+                continue
+            try:
+                seconds[vcpu_id] = time.clock_gettime(time.pthread_getcpuclockid(ident))
+            except (OSError, ProcessLookupError):  # it ended meanwhile: it recorded its own time
+                seconds[vcpu_id] = self.cpu_seconds.get(vcpu_id, 0.0)
+        return seconds
+
+    def _wake_gate(self) -> None:
+        if self.gate is not None:
+            self.gate.wake()
 
     def fail(self, reason: str) -> None:
         """End this VM with status 1 and ``reason`` (the first failure is the one reported)."""
         if self._failure is None:
             self._failure = reason
         self.vm.shutdown(1)
+        self._wake_gate()
 
     def stop(self, exit_code: int, reason: str) -> None:
         """End this VM from outside the guest (a signal, Ctrl-A x) with this outcome."""
         if self._stopped is None:
             self._stopped = VmOutcome(self.vm.name, exit_code, reason)
         self.vm.shutdown(exit_code)
+        self._wake_gate()
 
     def _vcpu_main(self, vcpu_id: int) -> None:
         host_cpus = self.vm.vcpus[vcpu_id].phys_cpu_set
@@ -126,10 +161,16 @@ class RunningVm:
         except Exception as error:  # a backend failure ends this VM, never the VMM
             log.exception("VM %s vCPU %d failed", self.vm.name, vcpu_id)
             self.fail(f"vCPU {vcpu_id}: {type(error).__name__}: {error}")
+        finally:
+            self.cpu_seconds[vcpu_id] = time.thread_time()
 
     def _vcpu_loop(self, vcpu_id: int) -> None:
-        vm = self.vm
+        vm, gate = self.vm, self.gate
+        if self.first_entry_ns is None:
+            self.first_entry_ns = time.monotonic_ns()
         while True:
+            if gate is not None and gate.held:
+                gate.park(vcpu_id, lambda: vm.exit_request is not None)
             exit_reason = vm.run_vcpu(vcpu_id)
             match exit_reason:
                 case SystemDown(exit_code=code, reset=reset):
@@ -139,6 +180,8 @@ class RunningVm:
                     vm.vcpus[vcpu_id].arch.wait_for_interrupt(HALT_WAIT_SECONDS)
                 case CpuUp(target_cpu=target):
                     self._start_secondary(target)
+                case Nothing():  # a pause asked this vCPU out of the guest: it parks at the gate above
+                    pass
                 case FailEntry(hardware_entry_failure_reason=code, detail=detail):
                     self.fail(f"vCPU {vcpu_id} could not run the guest: {detail or hex(code)}")
                     return
@@ -166,7 +209,7 @@ class RunningVm:
             self._failure = problem
         request = self.vm.exit_request
         if self._failure is not None:
-            outcome = VmOutcome(self.vm.name, 1, self._failure)
+            outcome = VmOutcome(self.vm.name, 1, self._failure, failed=True)
         elif self._stopped is not None:
             outcome = self._stopped
         elif request is not None and request.reset:
@@ -220,8 +263,11 @@ class VmSupervisor:
 
     def __init__(self, vm: AxVM, rebuild: Callable[[AxVMCrateConfig], AxVM] | None = None,
                  boot_vcpus: Callable[[AxVM], list[int]] | None = None,
-                 on_end: Callable[[VmSupervisor], object] | None = None) -> None:
+                 on_end: Callable[[VmSupervisor], object] | None = None,
+                 gate: PauseGate | None = None) -> None:
+        """``gate``: where the vCPU threads of every run park while it is held (VmManager's pause)."""
         self.vm = vm
+        self.gate = gate
         self.outcome: VmOutcome | None = None
         self.resets = 0
         self._rebuild = rebuild
@@ -238,6 +284,11 @@ class VmSupervisor:
     @property
     def ended(self) -> bool:
         return self.outcome is not None
+
+    @property
+    def running(self) -> RunningVm | None:
+        """The run in progress (or the last one): its vCPU threads, boot timer and CPU times."""
+        return self._running
 
     def stop(self, exit_code: int, reason: str) -> None:
         """Stop the VM with this outcome (the first stop wins; a VM already ended keeps its own).
@@ -267,7 +318,7 @@ class VmSupervisor:
             self.outcome = self._run()
         except Exception as error:  # a bug in the VMM ends this VM, released, never the others
             log.exception("VM %s: the supervisor failed", self.vm.name)
-            self.outcome = VmOutcome(self.vm.name, 1, f"VMM error: {type(error).__name__}: {error}")
+            self.outcome = VmOutcome(self.vm.name, 1, f"VMM error: {type(error).__name__}: {error}", failed=True)
         if self._on_end is not None:
             try:
                 self._on_end(self)
@@ -284,13 +335,13 @@ class VmSupervisor:
             try:
                 vm = self._rebuild(self.vm.config)
             except Exception as error:  # a config or image that went away: this VM ends, others go on
-                return VmOutcome(self.vm.name, 1, f"could not restart after a reset: {error}")
+                return VmOutcome(self.vm.name, 1, f"could not restart after a reset: {error}", failed=True)
             with self._lock:
                 self.vm = vm
             self.resets += 1
 
     def _run_once(self, vm: AxVM) -> VmOutcome:
-        handle = RunningVm(vm)
+        handle = RunningVm(vm, self.gate)
         with self._lock:  # a stop() from now on reaches this run; one before it is applied here
             self._running, stop = handle, self._stop
         if stop is not None:
@@ -302,6 +353,7 @@ class VmSupervisor:
                 handle.start_vcpu(vcpu_id)
         except Exception as error:
             handle.fail(f"boot: {error}")
+        handle.booted = True
         return handle.wait()
 
 

@@ -1,6 +1,6 @@
 """axvm: the VM config schema, VM composition, lifecycle and exit dispatch."""
 
-from .backend import ScriptedBackend, VmBackend
+from .backend import GuestClock, ScriptedBackend, VmBackend
 from .config import (
     Arch,
     AxVMCrateConfig,
@@ -29,6 +29,7 @@ __all__ = [
     "ConfigProblem",
     "DeviceBuses",
     "DeviceContext",
+    "GuestClock",
     "Handled",
     "IllegalVMTransition",
     "ScriptedBackend",

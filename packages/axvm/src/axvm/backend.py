@@ -8,7 +8,7 @@ structurally (they need not import axvm). An interrupt line is anything with
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from axaddrspace import InMemoryStage2, Stage2Mapper
 from axdevice import IrqLine, RecordingIrqLine
@@ -28,6 +28,18 @@ class VmBackend(Protocol):
     def irq_line(self, irq: int) -> IrqLine: ...
 
     def close(self) -> None: ...
+
+
+@runtime_checkable
+class GuestClock(Protocol):
+    """A backend whose guest-visible clock can stand still while the VM is paused, so a resumed
+    guest sees no jump (the soft riscv mtime, KVM's kvmclock through KVM_GET/SET_CLOCK)."""
+
+    def pause_clock(self) -> None:
+        """Freeze the guest's clock at its current value (all vCPUs are out of the guest)."""
+
+    def resume_clock(self) -> None:
+        """Let the guest's clock run on from the value it was frozen at."""
 
 
 class ScriptedBackend:

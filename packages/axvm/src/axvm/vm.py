@@ -15,9 +15,9 @@ from collections.abc import Callable, Iterator
 
 from axaddrspace import AddrRange, AddrSpace, GuestPhysAddr, MappingFlags
 from axdevice import BaseDeviceOps, DeviceOverlapError, IrqLine, Uart16550, VirtioConsole
-from axvcpu import AxVCpuExitReason, SystemDown, VCpu, VCpuState
+from axvcpu import AxVCpuExitReason, Nothing, SystemDown, VCpu, VCpuState
 
-from .backend import VmBackend
+from .backend import GuestClock, VmBackend
 from .config import GUEST_PHYS_LIMIT, AxVMCrateConfig, ConfigError, ConfigProblem
 from .devices import DeviceConfigError, DeviceContext, UnsupportedDevice, build_device
 from .dispatch import DeviceBuses, handle_exit
@@ -54,6 +54,11 @@ class AxVM:
         self._state = VMState.LOADING
         self._state_lock = threading.Lock()
         self._exit_request: SystemDown | None = None
+        self._hold = False
+        """run_vcpu returns Nothing at its next turn: the VMM parks the vCPU threads (a pause)."""
+        self._clock_paused = False
+        self.exit_counts: list[dict[type, int]] = []
+        """Per vCPU, exits its backend reported, by exit type (handled here or not)."""
         self.device_lock = threading.Lock()
         """Serialises device access between vCPU threads and the VMM (console input, timers)."""
         self.addrspace = AddrSpace(0, GUEST_PHYS_LIMIT, backend.stage2)
@@ -97,6 +102,7 @@ class AxVM:
             mask = sets[vcpu_id] if sets is not None else None
             host_cpus = [bit for bit in range(mask.bit_length()) if mask >> bit & 1] if mask else None
             self.vcpus.append(VCpu(vcpu_id, self.backend.create_vcpu(vcpu_id), host_cpus))
+            self.exit_counts.append({})
 
     def _attach_devices(self) -> None:
         ctx = DeviceContext(self.config.base.arch, self._irq_line, self,
@@ -179,11 +185,31 @@ class AxVM:
             self.machine.prepare_boot(self, plan)
         self._transition(VMState.RUNNING)
 
+    def request_pause(self) -> None:
+        """Running -> Pausing: every ``run_vcpu`` returns Nothing at its next turn (each vCPU is
+        kicked out of the guest) so the VMM can park its threads; ``suspend`` once they are."""
+        self._transition(VMState.PAUSING)
+        self._hold = True
+        for vcpu in self.vcpus:
+            vcpu.arch.kick()
+
     def suspend(self) -> None:
-        self._transition(VMState.SUSPENDED)
+        """-> Paused, with the vCPUs held out of the guest and the guest clock stopped (where the
+        backend has one to stop). Call it once no vCPU thread is inside ``run_vcpu``."""
+        self._transition(VMState.PAUSED)
+        self._hold = True
+        if isinstance(self.backend, GuestClock) and not self._clock_paused:
+            self.backend.pause_clock()
+            self._clock_paused = True
 
     def resume(self) -> None:
+        """Paused (or a Pausing given up) -> Running: the guest clock runs on from where it
+        stopped and ``run_vcpu`` enters the guest again."""
         self._transition(VMState.RUNNING)
+        if self._clock_paused and isinstance(self.backend, GuestClock):
+            self.backend.resume_clock()
+            self._clock_paused = False
+        self._hold = False
 
     def shutdown(self, exit_code: int = 0) -> None:
         """VmControl: ask every vCPU loop to stop with ``exit_code`` (first request wins)."""
@@ -229,11 +255,16 @@ class AxVM:
         if vcpu.state is VCpuState.FREE:
             vcpu.bind()
         buses, addrspace = self.buses, self.addrspace
+        counts = self.exit_counts[vcpu_id]
         while True:
             request = self._exit_request
             if request is not None:
                 return request
+            if self._hold:
+                return Nothing()
             exit_reason = vcpu.run()
+            kind = type(exit_reason)
+            counts[kind] = counts.get(kind, 0) + 1
             with self.device_lock:
                 outcome = handle_exit(exit_reason, buses, addrspace)
             if outcome is None:

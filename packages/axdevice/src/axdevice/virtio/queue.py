@@ -204,6 +204,13 @@ class SplitQueue:
         self.memory = memory
         self.max_size = max_size
         self._desc_buf = bytearray(DESC_SIZE)
+        self.chains_used = 0
+        """Chains returned to the driver (requests served), for the VMM's metrics; a device reset
+        keeps the count."""
+        self.bytes_in = 0
+        """Bytes the driver offered the device: the readable buffers of every chain popped."""
+        self.bytes_out = 0
+        """Bytes the device wrote for the driver: ``written_len`` of every chain used."""
         self.reset()
 
     def reset(self) -> None:
@@ -269,6 +276,7 @@ class SplitQueue:
         slot = self.next_avail % self.size
         head = self._read_u16(self.avail_addr + 4 + 2 * slot)
         chain = self._walk(head)
+        self.bytes_in += chain.readable_len
         self.next_avail = (self.next_avail + 1) & 0xFFFF
         if self.event_idx:
             self._write_u16(self._avail_event_addr, self.next_avail)
@@ -343,6 +351,8 @@ class SplitQueue:
             raise QueueError(str(error)) from None
         self.next_used = (self.next_used + 1) & 0xFFFF
         self._write_u16(self.used_addr + 2, self.next_used)
+        self.chains_used += 1
+        self.bytes_out += written_len
 
     def should_notify(self) -> bool:
         """Whether the driver wants an interrupt for the chains used since the last call."""

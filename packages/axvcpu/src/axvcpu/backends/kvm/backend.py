@@ -19,6 +19,7 @@ class KvmX86Backend:
 
     def __init__(self, irqchip: bool = True) -> None:
         install_kick_signal()  # now, so the first kick never races the installation
+        self._paused_clock: int | None = None
         self._kvm = Kvm()
         try:
             self._vm = KvmVm(self._kvm, irqchip=irqchip, pit=irqchip)
@@ -44,6 +45,19 @@ class KvmX86Backend:
 
     def irq_line(self, irq: int) -> KvmIrqLine:
         return self._vm.irq_line(irq)
+
+    def pause_clock(self) -> None:
+        """Remember the kvmclock now (axvm's GuestClock); call with every vCPU out of KVM_RUN."""
+        if self._paused_clock is None:
+            self._paused_clock = self._vm.get_clock()
+
+    def resume_clock(self) -> None:
+        """Set the kvmclock back to the value it had at ``pause_clock``, so a guest reading it
+        sees no time pass while paused. (The TSC is not rewound: guests that keep time with it
+        alone, as our test guests do not, see the pause.)"""
+        if self._paused_clock is not None:
+            self._vm.set_clock(self._paused_clock)
+            self._paused_clock = None
 
     def close(self) -> None:
         """Close the vCPUs, the VM and /dev/kvm (guest RAM belongs to the caller)."""

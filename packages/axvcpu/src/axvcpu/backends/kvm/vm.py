@@ -254,6 +254,24 @@ class KvmVm:
         with self._lock:
             self._eventfds.append(fd)
 
+    # -- the guest clock ----------------------------------------------------------------------------
+
+    def get_clock(self) -> int:
+        """KVM_GET_CLOCK: the VM's kvmclock in nanoseconds (what a guest using kvmclock reads)."""
+        data = self.ffi.new("struct kvm_clock_data *")  # the header's struct: KVM fills clock and flags
+        self._ioctl_ptr("KVM_GET_CLOCK", self.lib.KVM_GET_CLOCK, data)
+        return int(data.clock)
+
+    def set_clock(self, nanoseconds: int) -> None:
+        """KVM_SET_CLOCK: the kvmclock reads ``nanoseconds`` now and counts on from there.
+
+        flags stay 0 (ffi.new zeroes the struct): no KVM_CLOCK_REALTIME adjustment, so the value
+        is taken as it is, which is what a resume after a pause needs.
+        """
+        data = self.ffi.new("struct kvm_clock_data *")
+        data.clock = nanoseconds
+        self._ioctl_ptr("KVM_SET_CLOCK", self.lib.KVM_SET_CLOCK, data)
+
     # -- vCPUs and teardown -------------------------------------------------------------------------
 
     def create_vcpu(self, vcpu_id: int) -> KvmVCpu:

@@ -109,6 +109,8 @@ class SoftRiscvBackend:
         """Bumped when the guest announces code other harts must see (SBI remote fence.i, hart
         start); each engine drops its translations when it sees a newer value."""
         self._t0_ns = time.monotonic_ns()
+        self._paused_ns: int | None = None
+        """While the VM is paused: the monotonic time the clock stopped at (``pause_clock``)."""
         self._stage2 = SoftStage2()
         self._irqs = [HartInterrupts(self.mtime, self._mtime_deadline) for _ in range(num_harts)]
         self._lines: dict[tuple[int, int], HartLine] = {}
@@ -170,8 +172,23 @@ class SoftRiscvBackend:
         self._irqs[hart].set_mtimecmp(value)
 
     def mtime(self) -> int:
-        """Ticks of the 10 MHz machine timer since the backend was made; rdtime reads it."""
-        return (time.monotonic_ns() - self._t0_ns) // _NS_PER_TICK
+        """Ticks of the 10 MHz machine timer the guest has run for (the backend's lifetime less
+        the time it was paused); rdtime and the CLINT read it."""
+        paused = self._paused_ns
+        return ((time.monotonic_ns() if paused is None else paused) - self._t0_ns) // _NS_PER_TICK
+
+    def pause_clock(self) -> None:
+        """Stop mtime where it is (axvm's GuestClock): called with every hart out of the guest."""
+        if self._paused_ns is None:
+            self._paused_ns = time.monotonic_ns()
+
+    def resume_clock(self) -> None:
+        """Let mtime count on from where it stopped: the paused time is added to the origin
+        before the clock is released, so no reader sees a jump forward."""
+        paused = self._paused_ns
+        if paused is not None:
+            self._t0_ns += time.monotonic_ns() - paused
+            self._paused_ns = None
 
     def _mtime_deadline(self, ticks: int) -> float:
         """The time.monotonic() value at which mtime() reaches ``ticks``."""
