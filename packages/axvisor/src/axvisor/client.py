@@ -29,15 +29,15 @@ import socket
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
-
-from websockets.exceptions import ConnectionClosed, InvalidStatus
-from websockets.sync.client import ClientConnection, connect, unix_connect
 
 from .api.listen import default_socket_path
 from .api.schema import info_from_json, metrics_from_json, state_from_name, translation_from_json
 from .manager import ManagerError, Translation, VmInfo, VmMetrics
+
+if TYPE_CHECKING:
+    from websockets.sync.client import ClientConnection
 
 __all__ = ["ApiError", "Client", "ConsoleConnection", "ServerUnreachable"]
 
@@ -255,6 +255,9 @@ class Client:
 
     def console(self, vm_id: int, history: bool = True) -> ConsoleConnection:
         """The VM's console (a WebSocket): the output so far first unless ``history=False``."""
+        from websockets.exceptions import InvalidStatus  # loaded only by those who attach
+        from websockets.sync.client import connect, unix_connect
+
         path = f"/api/vms/{vm_id}/console" + ("" if history else "?history=false")
         try:
             if self.unix_path is not None:
@@ -301,6 +304,8 @@ class ConsoleConnection:
         if self.buffer:
             data, self.buffer = bytes(self.buffer), bytearray()
             return data
+        from websockets.exceptions import ConnectionClosed
+
         try:
             message = self._ws.recv(timeout)
         except TimeoutError:
