@@ -15,7 +15,7 @@ from .flags import MappingFlags
 from .memory import PAGE_SIZE, GuestMemory, GuestMemoryRegion
 from .range import AddrRange, GuestPhysAddrRange, InclusiveRange, PortRange, SysRegRange
 from .stage2 import InMemoryStage2, Stage2Mapper, Stage2Mapping
-from .width import AccessWidth
+from .width import AccessWidth, sign_extend
 
 __all__ = [
     "ADDRESS_BITS",
@@ -43,4 +43,5 @@ __all__ = [
     "Stage2Mapper",
     "Stage2Mapping",
     "SysRegRange",
+    "sign_extend",
 ]

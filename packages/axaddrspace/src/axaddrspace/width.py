@@ -33,3 +33,13 @@ class AccessWidth(enum.IntEnum):
     def mask(self) -> int:
         """All ones at this width, the value an unhandled read returns."""
         return (1 << (int(self) * 8)) - 1
+
+
+def sign_extend(value: int, bits: int, to_bits: int) -> int:
+    """The low ``bits`` of ``value`` sign-extended to ``to_bits``, as an unsigned number: what a
+    signed load (riscv's lb, lh, lw) leaves in its register. The one place exit dispatch and the
+    soft backend both take it from."""
+    value &= (1 << bits) - 1
+    if value >> (bits - 1):
+        value -= 1 << bits
+    return value & ((1 << to_bits) - 1)

@@ -56,6 +56,12 @@ class EmuDeviceType(enum.IntEnum):
         shown = f"{value:#x}" if isinstance(value, int) and not isinstance(value, bool) else repr(value)
         raise ValueError(f"unknown emulated device type {shown}; known types: {known}")
 
+    @property
+    def is_virtio(self) -> bool:
+        """A virtio device (behind a virtio-mmio transport): the types of AxVisor's 0xE_ run,
+        which ours continue. The one place that says which types are virtio."""
+        return self & 0xF0 == 0xE0
+
 
 def parse(value: int | str) -> EmuDeviceType:
     """Module-level spelling of ``EmuDeviceType.parse``."""

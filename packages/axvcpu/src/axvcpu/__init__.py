@@ -1,6 +1,7 @@
 """axvcpu: the virtual CPU, its exit reasons, its lifecycle and the backend interface."""
 
 from .arch import ArchVCpu
+from .errors import PendingReadError
 from .exits import (
     READ_EXITS,
     AxVCpuExitReason,
@@ -22,9 +23,10 @@ from .exits import (
     SystemDown,
     Unsupported,
 )
+from .lifecycle import IllegalTransition, Lifecycle
 from .scripted import ScriptedVCpu
 from .state import LEGAL_TRANSITIONS, IllegalVCpuTransition, VCpuState, check_transition
-from .vcpu import PendingReadError, VCpu
+from .vcpu import VCpu
 
 __all__ = [
     "LEGAL_TRANSITIONS",
@@ -37,9 +39,11 @@ __all__ = [
     "FailEntry",
     "Halt",
     "Hypercall",
+    "IllegalTransition",
     "IllegalVCpuTransition",
     "IoRead",
     "IoWrite",
+    "Lifecycle",
     "MmioRead",
     "MmioWrite",
     "NestedPageFault",

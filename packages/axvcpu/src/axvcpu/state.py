@@ -5,14 +5,16 @@
                         +----unbind-----+
     any state --fail--> Invalid
 
-Every state change goes through ``check_transition`` so an illegal one raises
-``IllegalVCpuTransition`` naming both states, instead of a backend being driven in a state it
-cannot handle.
+Every state change goes through ``check_transition`` (the one table helper,
+``axvcpu.lifecycle``) so an illegal one raises ``IllegalVCpuTransition`` naming both states,
+instead of a backend being driven in a state it cannot handle.
 """
 
 from __future__ import annotations
 
 import enum
+
+from .lifecycle import IllegalTransition, Lifecycle
 
 
 class VCpuState(enum.Enum):
@@ -34,13 +36,16 @@ LEGAL_TRANSITIONS: dict[VCpuState, frozenset[VCpuState]] = {
 }
 
 
-class IllegalVCpuTransition(RuntimeError):
+class IllegalVCpuTransition(IllegalTransition):
     def __init__(self, vcpu_id: int, current: VCpuState, wanted: VCpuState) -> None:
-        super().__init__(f"vCPU {vcpu_id}: cannot go from {current.name} to {wanted.name}")
+        super().__init__(f"vCPU {vcpu_id}", current, wanted)
         self.current = current
         self.wanted = wanted
 
 
+VCPU_LIFECYCLE: Lifecycle[int, VCpuState] = Lifecycle(LEGAL_TRANSITIONS, IllegalVCpuTransition)
+
+
 def check_transition(vcpu_id: int, current: VCpuState, wanted: VCpuState) -> None:
-    if wanted not in LEGAL_TRANSITIONS[current]:
-        raise IllegalVCpuTransition(vcpu_id, current, wanted)
+    """Raise ``IllegalVCpuTransition`` unless ``current -> wanted`` is in ``LEGAL_TRANSITIONS``."""
+    VCPU_LIFECYCLE.check(vcpu_id, current, wanted)

@@ -8,16 +8,21 @@ from collections.abc import Sequence
 from axaddrspace import GuestPhysAddr, Stage2Mapper
 
 from .arch import ArchVCpu
+from .errors import PendingReadError
 from .exits import READ_EXITS, AxVCpuExitReason
 from .state import VCpuState, check_transition
 
-
-class PendingReadError(RuntimeError):
-    """run() was called while a read exit still waits for complete_read()."""
+__all__ = ["PendingReadError", "VCpu"]
 
 
 class VCpu:
-    """A vCPU with an id, an optional set of host CPUs to run on, and enforced states."""
+    """A vCPU with an id, an optional set of host CPUs to run on, and enforced states.
+
+    It is the one owner of "a read is pending": ``run()`` after a read exit and before its
+    ``complete_read()``, or ``complete_read()`` with no read waiting, raise ``PendingReadError``
+    whatever the backend. Code above axvcpu talks to the vCPU through it alone (run, reads,
+    registers, interrupts, kick, wait, close), never through ``arch``.
+    """
 
     def __init__(self, vcpu_id: int, arch: ArchVCpu, phys_cpu_set: Sequence[int] | None = None) -> None:
         self.id = vcpu_id
@@ -94,6 +99,19 @@ class VCpu:
 
     def inject_interrupt(self, vector: int) -> None:
         self.arch.inject_interrupt(vector)
+
+    def kick(self) -> None:
+        """Make a ``run()`` in progress on another thread return soon (any thread)."""
+        self.arch.kick()
+
+    def wait_for_interrupt(self, timeout: float) -> bool:
+        """After a Halt: block until an interrupt is pending or a kick (True), or ``timeout``
+        seconds (False)."""
+        return self.arch.wait_for_interrupt(timeout)
+
+    def close(self) -> None:
+        """Release the backend's host resources for this vCPU (descriptors, engine)."""
+        self.arch.close()
 
     def __repr__(self) -> str:
         return f"VCpu(id={self.id}, state={self._state.name}, arch={type(self.arch).__name__})"

@@ -177,7 +177,7 @@ class RunningVm:
                     vm.reset() if reset else vm.shutdown(code)
                     return
                 case Halt():
-                    vm.vcpus[vcpu_id].arch.wait_for_interrupt(HALT_WAIT_SECONDS)
+                    vm.vcpus[vcpu_id].wait_for_interrupt(HALT_WAIT_SECONDS)
                 case CpuUp(target_cpu=target):
                     self._start_secondary(target)
                 case Nothing():  # a pause asked this vCPU out of the guest: it parks at the gate above

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from axaddrspace import AccessWidth, AddrSpace
+from axaddrspace import AccessWidth, AddrSpace, sign_extend
 from axdevice import MmioBus, PortBus, SysRegBus
 from axvcpu import (
     AxVCpuExitReason,
@@ -51,14 +51,6 @@ class Handled:
 
 
 HANDLED = Handled()
-
-
-def sign_extend(value: int, bits: int, to_bits: int) -> int:
-    """Sign-extend a ``bits``-wide value to ``to_bits`` (a signed load such as riscv's lb)."""
-    value &= (1 << bits) - 1
-    if value >> (bits - 1):
-        value -= 1 << bits
-    return value & ((1 << to_bits) - 1)
 
 
 def _mmio_read(exit_reason: MmioRead, buses: DeviceBuses, addrspace: AddrSpace | None) -> Handled:

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import enum
 
+from axvcpu.lifecycle import IllegalTransition, Lifecycle
+
 
 class VMState(enum.Enum):
     LOADING = "loading"
@@ -49,13 +51,17 @@ VM_TRANSITIONS: dict[VMState, frozenset[VMState]] = {
 }
 
 
-class IllegalVMTransition(RuntimeError):
+class IllegalVMTransition(IllegalTransition):
     def __init__(self, vm_name: str, current: VMState, wanted: VMState) -> None:
-        super().__init__(f"VM {vm_name!r}: cannot go from {current.name} to {wanted.name}")
+        super().__init__(f"VM {vm_name!r}", current, wanted)
         self.current = current
         self.wanted = wanted
 
 
+VM_LIFECYCLE: Lifecycle[str, VMState] = Lifecycle(VM_TRANSITIONS, IllegalVMTransition)
+"""The table checked by the helper the vCPU lifecycle uses too (``axvcpu.lifecycle``)."""
+
+
 def check_vm_transition(vm_name: str, current: VMState, wanted: VMState) -> None:
-    if wanted not in VM_TRANSITIONS[current]:
-        raise IllegalVMTransition(vm_name, current, wanted)
+    """Raise ``IllegalVMTransition`` unless ``current -> wanted`` is in ``VM_TRANSITIONS``."""
+    VM_LIFECYCLE.check(vm_name, current, wanted)

@@ -177,7 +177,7 @@ class AxVM:
         """Set the vCPUs up for ``plan`` (default: the config's entry point, raw): Loaded -> Running."""
         plan = plan or self.boot_plan
         if plan is None:
-            plan = BootPlan(self.config.kernel.entry_point, cmdline=(self.config.kernel.cmdline or "").encode())
+            plan = BootPlan(self.config.kernel.entry_point, cmdline=self.config.kernel.cmdline_bytes)
         check_vm_transition(self.name, self._state, VMState.RUNNING)
         with self._step("prepare boot"):
             for vcpu in self.vcpus:
@@ -191,7 +191,7 @@ class AxVM:
         self._transition(VMState.PAUSING)
         self._hold = True
         for vcpu in self.vcpus:
-            vcpu.arch.kick()
+            vcpu.kick()
 
     def suspend(self) -> None:
         """-> Paused, with the vCPUs held out of the guest and the guest clock stopped (where the
@@ -223,7 +223,7 @@ class AxVM:
         if self._exit_request is None:
             self._exit_request = request
             for vcpu in self.vcpus:
-                vcpu.arch.kick()
+                vcpu.kick()
 
     @property
     def exit_request(self) -> SystemDown | None:
@@ -241,7 +241,7 @@ class AxVM:
     def _release(self) -> None:
         """Give back what the VM holds: vCPUs, host resources, guest memory, then the backend."""
         for vcpu in self.vcpus:
-            vcpu.arch.close()
+            vcpu.close()
         for release in self._on_stop:
             release()
         self.addrspace.clear()  # unmaps from the backend's stage-2, so before the backend closes

@@ -56,7 +56,7 @@ def _plan_kernel(config: AxVMCrateConfig, plan: ImagePlan, kernel: bytes, host_d
     if config.base.arch is Arch.X86_64:
         return plan_x86_kernel(config, plan, kernel, host_decompress)
     plan.add("the kernel", config.kernel.kernel_load_addr, kernel, "kernel.kernel_path", "kernel.kernel_load_addr")
-    cmdline = (config.kernel.cmdline or "").encode()
+    cmdline = config.kernel.cmdline_bytes
     if config.kernel.bios_load_addr is not None and config.kernel.bios_path is not None:
         return BootPlan(config.kernel.bios_load_addr, "firmware", cmdline=cmdline)  # firmware runs first
     return BootPlan(config.kernel.entry_point, "raw", cmdline=cmdline)

@@ -54,11 +54,11 @@ def _check_raw_vcpus(config: AxVMCrateConfig) -> None:
 
 
 def _cmdline(config: AxVMCrateConfig) -> bytes:
-    return (config.kernel.cmdline or "").encode()
+    return config.kernel.cmdline_bytes
 
 
 def _boot_base(config: AxVMCrateConfig) -> int:
-    return min(region.gpa for region in config.kernel.memory_regions)
+    return layout.boot_base(config.kernel.memory_regions)
 
 
 def _e820(config: AxVMCrateConfig) -> list[E820Entry]:
@@ -71,7 +71,7 @@ def _write_cmdline(config: AxVMCrateConfig, plan: ImagePlan) -> int:
         raise UserError(f"{config.origin}: kernel.cmdline: {len(cmdline)} bytes; expected fewer than "
                         f"{layout.CMDLINE_MAX}")
     gpa = _boot_base(config) + layout.CMDLINE
-    plan.add("the kernel command line", gpa, cmdline + b"\0")
+    plan.add("the kernel command line", gpa, layout.cmdline_image(cmdline))
     return gpa
 
 

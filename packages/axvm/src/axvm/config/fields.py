@@ -6,6 +6,7 @@ A config with three mistakes should get three lines, so each reader returns a pl
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -16,6 +17,23 @@ T = TypeVar("T")
 MISSING: Any = object()
 
 _TYPE_NAMES = {int: "an integer", str: "a string", list: "an array", dict: "a table", bool: "a boolean"}
+_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
+
+
+def key_part(name: str) -> str:
+    """``name`` as a dotted TOML key writes it: bare, or quoted with every unprintable character
+    escaped, so a key the user chose (with a line break, a dot, a quote) still gives one line."""
+    if _BARE_KEY.fullmatch(name):
+        return name
+    return '"' + "".join(_escape(ch) for ch in name) + '"'
+
+
+def _escape(ch: str) -> str:
+    if ch in '"\\':
+        return "\\" + ch
+    if ch.isprintable():
+        return ch
+    return f"\\u{ord(ch):04x}" if ord(ch) < 0x10000 else f"\\U{ord(ch):08x}"
 
 
 def describe(value: object) -> str:
@@ -96,7 +114,11 @@ class FieldReader:
         if not value:
             self.problem(path, "expected a file path, got an empty string")
             return None
-        return (base_dir / Path(value).expanduser()).resolve()
+        try:
+            return (base_dir / Path(value).expanduser()).resolve()
+        except (RuntimeError, ValueError, OSError) as error:  # "~nosuchuser", a NUL byte
+            self.problem(path, f"cannot use {value!r} as a path ({error}); expected a file path")
+            return None
 
     def record(self, value: object, path: str, names: tuple[str, ...], required: int,
                build: Callable[..., T]) -> T | None:
@@ -110,7 +132,7 @@ class FieldReader:
         elif isinstance(value, dict):
             unknown = sorted(set(value) - set(names))
             if unknown:
-                self.problem(f"{path}.{unknown[0]}", f"unknown key; expected one of {', '.join(names)}")
+                self.problem(f"{path}.{key_part(unknown[0])}", f"unknown key; expected one of {', '.join(names)}")
                 return None
             missing = [name for name in names[:required] if name not in value]
             if missing:

@@ -20,6 +20,7 @@ from .fields import FieldReader, describe
 from .schema import (
     GUEST_PHYS_LIMIT,
     INTERRUPT_MODE_ALIASES,
+    SECTIONS,
     Arch,
     AxVMCrateConfig,
     BackendKind,
@@ -34,25 +35,18 @@ from .schema import (
     VmMemConfig,
     VmMemMappingType,
     VMType,
+    file_keys,
 )
 
 PAGE_SIZE = 0x1000
 MAX_VCPUS = 256
 """More vCPUs than any backend here can schedule; bounds thread creation from a config."""
 
-KNOWN_KEYS = {
-    "base": {"id", "name", "vm_type", "cpu_num", "phys_cpu_ids", "phys_cpu_sets", "arch", "backend"},
-    "kernel": {
-        "entry_point", "kernel_path", "kernel_load_addr", "bios_path", "bios_load_addr", "dtb_path",
-        "dtb_load_addr", "ramdisk_path", "ramdisk_load_addr", "image_location", "cmdline", "disk_path",
-        "memory_regions",
-    },
-    "devices": {"emu_devices", "passthrough_devices", "interrupt_mode", "excluded_devices", "passthrough_addresses",
-                "netdevs"},
-}
-MEM_FIELDS = ("gpa", "size", "flags", "map_type")
-EMU_FIELDS = ("name", "base_gpa", "length", "irq_id", "emu_type", "cfg_list")
-PASSTHROUGH_FIELDS = ("name", "base_gpa", "base_hpa", "length", "irq_id")
+KNOWN_KEYS = {section: set(file_keys(record)) for section, record in SECTIONS.items()}
+"""Each section's keys, from the schema's dataclasses."""
+MEM_FIELDS = file_keys(VmMemConfig)
+EMU_FIELDS = file_keys(EmulatedDeviceConfig)
+PASSTHROUGH_FIELDS = file_keys(PassThroughDeviceConfig)
 
 
 def load_config(path: str | Path) -> AxVMCrateConfig:
@@ -220,7 +214,7 @@ def _memory_region(reader: FieldReader, key: str, fields: dict[str, Any]) -> VmM
 def _read_devices(reader: FieldReader, table: dict[str, Any]) -> VMDevicesConfig:
     emu = _read_list(reader, table, "emu_devices", EMU_FIELDS, 6, _emu_device)
     passthrough = _read_list(reader, table, "passthrough_devices", PASSTHROUGH_FIELDS, 1, _passthrough_device)
-    addresses = _read_list(reader, table, "passthrough_addresses", ("base_gpa", "length"), 0,
+    addresses = _read_list(reader, table, "passthrough_addresses", file_keys(PassThroughAddressConfig), 0,
                            _passthrough_address)
     for index, device in enumerate(passthrough):
         reader.warn(f"devices.passthrough_devices[{index}]", f"{device.name!r} ignored: a user-space VMM cannot "

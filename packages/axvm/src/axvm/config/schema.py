@@ -3,18 +3,36 @@
 Values here are already validated and normalised (paths absolute, enums parsed); ``load.py``
 turns TOML into them and ``dump.py`` turns them back. Our extensions are marked: they are
 optional, so a config written for AxVisor loads unchanged.
+
+These dataclasses are the one list of the file's keys: a section is a field of
+``AxVMCrateConfig`` (``SECTIONS``), its keys are the section's fields, and a record written as
+an array (a memory region, a device) lists its items in field order. Field metadata says how
+the dump writes a key (``OMIT_DEFAULT``, ``AS_TABLE``) and which fields are not in the file
+(``NOT_IN_FILE``). The loader's known keys and the dump are derived from them.
 """
 
 from __future__ import annotations
 
 import enum
 import platform
-from dataclasses import dataclass, field
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
 from pathlib import Path
+from types import MappingProxyType
+from typing import Any
 
 GUEST_PHYS_LIMIT = 1 << 48
 """The guest physical window a VM's address space manages (48 bits, as x86-64 and sv48): memory
 regions and devices must lie below it."""
+
+OMIT_DEFAULT: Mapping[str, Any] = MappingProxyType({"omit_default": True})
+"""Field metadata: the dump leaves the key out while it holds its default (AxVisor's
+``serde(default)`` keys, our extensions). Without it a key is written whenever it is not None."""
+AS_TABLE: Mapping[str, Any] = MappingProxyType({"omit_default": True, "as_table": True})
+"""Field metadata: ``(key, value)`` pairs written as a TOML table, left out while empty."""
+NOT_IN_FILE: Mapping[str, Any] = MappingProxyType({"in_file": False})
+"""Field metadata: held by the config object, never a key of its file."""
 
 
 class VMType(enum.IntEnum):
@@ -113,6 +131,12 @@ class VMKernelConfig:
     cmdline: str | None = None
     disk_path: Path | None = None
 
+    @property
+    def cmdline_bytes(self) -> bytes:
+        """The command line as the guest reads it (UTF-8; empty when unset), the one encoding
+        every loader and machine uses."""
+        return (self.cmdline or "").encode()
+
 
 @dataclass(frozen=True)
 class EmulatedDeviceConfig:
@@ -143,10 +167,10 @@ class PassThroughAddressConfig:
 class VMDevicesConfig:
     emu_devices: tuple[EmulatedDeviceConfig, ...] = ()
     passthrough_devices: tuple[PassThroughDeviceConfig, ...] = ()
-    interrupt_mode: VMInterruptMode = VMInterruptMode.NO_IRQ
-    excluded_devices: tuple[tuple[str, ...], ...] = ()
-    passthrough_addresses: tuple[PassThroughAddressConfig, ...] = ()
-    netdevs: tuple[tuple[str, str], ...] = ()
+    interrupt_mode: VMInterruptMode = field(default=VMInterruptMode.NO_IRQ, metadata=OMIT_DEFAULT)
+    excluded_devices: tuple[tuple[str, ...], ...] = field(default=(), metadata=OMIT_DEFAULT)
+    passthrough_addresses: tuple[PassThroughAddressConfig, ...] = field(default=(), metadata=OMIT_DEFAULT)
+    netdevs: tuple[tuple[str, str], ...] = field(default=(), metadata=AS_TABLE)
     """Our extension ``[devices] netdevs = { net0 = "udp:..." }``: the host side of each
     virtio-net device, by its emu_devices name."""
 
@@ -158,10 +182,22 @@ class AxVMCrateConfig:
     base: VMBaseConfig
     kernel: VMKernelConfig
     devices: VMDevicesConfig = field(default_factory=VMDevicesConfig)
-    source: Path | None = None
-    warnings: tuple[str, ...] = ()
+    source: Path | None = field(default=None, metadata=NOT_IN_FILE)
+    warnings: tuple[str, ...] = field(default=(), metadata=NOT_IN_FILE)
 
     @property
     def origin(self) -> str:
         """How messages name this config: its file, or <config> when it was built in code."""
         return str(self.source) if self.source is not None else "<config>"
+
+
+def file_keys(record: type) -> tuple[str, ...]:
+    """The keys of a config dataclass as its file spells them, in field order (the order of
+    serde's array form)."""
+    return tuple(f.name for f in fields(record) if f.metadata.get("in_file", True))
+
+
+SECTIONS: Mapping[str, type] = MappingProxyType(
+    {name: typing.get_type_hints(AxVMCrateConfig)[name] for name in file_keys(AxVMCrateConfig)}
+)
+"""The file's sections, ``[base]``, ``[kernel]`` and ``[devices]``, and the dataclass each holds."""

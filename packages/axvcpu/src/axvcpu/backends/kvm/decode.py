@@ -24,6 +24,7 @@ from typing import Any
 
 from axaddrspace import AccessWidth, GuestPhysAddr
 
+from ...errors import PendingReadError
 from ...exits import (
     AxVCpuExitReason,
     FailEntry,
@@ -36,7 +37,6 @@ from ...exits import (
     SystemDown,
     Unsupported,
 )
-from ...vcpu import PendingReadError
 
 _PIO_WIDTHS = {1: AccessWidth.BYTE, 2: AccessWidth.WORD, 4: AccessWidth.DWORD}
 _MMIO_WIDTHS = {**_PIO_WIDTHS, 8: AccessWidth.QWORD}

@@ -21,9 +21,9 @@ import os
 import threading
 from collections import deque
 from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-from axaddrspace import PAGE_SIZE, GuestMemoryError, GuestPhysAddr, Stage2Mapper
+from axaddrspace import PAGE_SIZE, GuestMemoryError, GuestPhysAddr, Stage2Mapper, Stage2Mapping
 
 from ...arch import ArchVCpu
 from ...exits import AxVCpuExitReason, Nothing
@@ -33,9 +33,31 @@ from .decode import ExitDecoder
 from .errors import KvmError, check
 from .kick import kick_signal
 from .regs import FpuState, RegisterCache
+from .system import Kvm
 
-if TYPE_CHECKING:
-    from .vm import KvmVm
+
+class VCpuParent(Protocol):
+    """What a vCPU uses of its VM (``KvmVm`` is one): named here so this module need not import
+    vm.py, which creates the vCPUs (no import cycle)."""
+
+    @property
+    def kvm(self) -> Kvm: ...
+
+    @property
+    def ffi(self) -> Any: ...
+
+    @property
+    def lib(self) -> Any: ...
+
+    @property
+    def fd(self) -> int: ...
+
+    @property
+    def irqchip(self) -> bool: ...
+
+    def mapping_at(self, gpa: int) -> Stage2Mapping | None: ...
+
+    def read_guest(self, gpa: int, size: int) -> bytes: ...
 
 _NOTHING = Nothing()
 _MAX_INSN = 15
@@ -49,7 +71,7 @@ _XSAVE_XSTATE_BV = 512 // 4
 class KvmVCpu(ArchVCpu):
     """A vCPU of ``vm`` with id ``vcpu_id`` (also its APIC id); made by ``KvmVm.create_vcpu``."""
 
-    def __init__(self, vm: KvmVm, vcpu_id: int) -> None:
+    def __init__(self, vm: VCpuParent, vcpu_id: int) -> None:
         self.vm = vm
         self.vcpu_id = vcpu_id
         self._ffi: Any = vm.ffi

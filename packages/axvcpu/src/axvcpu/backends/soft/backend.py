@@ -18,13 +18,16 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterable
-from typing import NoReturn, Protocol
+from typing import NoReturn
 
-from axaddrspace import PAGE_SIZE, AccessWidth
+from axaddrspace import PAGE_SIZE
 
 from .riscv64 import RiscvSoftVCpu
 from .riscv_irq import MIP_BITS, HartInterrupts, HartLine
+from .shared import MmioHandler, SharedHarts, TurnLock
 from .stage2 import SoftStage2
+
+__all__ = ["DEFAULT_SLICE_INSTRUCTIONS", "MTIME_HZ", "MmioHandler", "SoftRiscvBackend", "TurnLock", "page_windows"]
 
 DEFAULT_SLICE_INSTRUCTIONS = 100_000
 """Guest instructions per run(): about 1 ms of guest time; bounds the latency of M-level
@@ -32,35 +35,6 @@ interrupts and timer checks (both happen between slices) against ~20 us of Pytho
 
 MTIME_HZ = 10_000_000
 _NS_PER_TICK = 1_000_000_000 // MTIME_HZ
-
-
-class MmioHandler(Protocol):
-    """What serves MMIO windows inline (axdevice's MmioBus satisfies it)."""
-
-    def read(self, addr: int, width: AccessWidth) -> int: ...
-
-    def write(self, addr: int, width: AccessWidth, value: int) -> None: ...
-
-
-class TurnLock:
-    """A FIFO lock: harts waiting to run a slice get it in the order they asked."""
-
-    def __init__(self) -> None:
-        self._cond = threading.Condition(threading.Lock())
-        self._next_ticket = 0
-        self._serving = 0
-
-    def acquire(self) -> None:
-        with self._cond:
-            ticket = self._next_ticket
-            self._next_ticket += 1
-            while self._serving != ticket:
-                self._cond.wait()
-
-    def release(self) -> None:
-        with self._cond:
-            self._serving += 1
-            self._cond.notify_all()
 
 
 def page_windows(ranges: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
@@ -103,26 +77,39 @@ class SoftRiscvBackend:
             raise ValueError(f"slice_instructions must be positive, not {slice_instructions}")
         self.num_harts = num_harts
         self.slice_instructions = slice_instructions
-        self.mmio_exits = mmio_exits
-        self.turns = TurnLock() if num_harts > 1 and not parallel else None
-        self.code_generation = 0
-        """Bumped when the guest announces code other harts must see (SBI remote fence.i, hart
-        start); each engine drops its translations when it sees a newer value."""
         self._t0_ns = time.monotonic_ns()
         self._paused_ns: int | None = None
         """While the VM is paused: the monotonic time the clock stopped at (``pause_clock``)."""
         self._stage2 = SoftStage2()
+        turns = TurnLock() if num_harts > 1 and not parallel else None
+        self._shared = SharedHarts(self._stage2, self.mtime, mmio_exits, turns)
         self._irqs = [HartInterrupts(self.mtime, self._mtime_deadline) for _ in range(num_harts)]
         self._lines: dict[tuple[int, int], HartLine] = {}
         self._lines_lock = threading.Lock()  # not _lock: device handlers may ask for lines mid-slice
         self._vcpus: dict[int, RiscvSoftVCpu] = {}
         self._windows: list[tuple[int, int]] = []
-        self.mmio_handler: MmioHandler | None = None
         self._lock = threading.Lock()
 
     @property
     def stage2(self) -> SoftStage2:
         return self._stage2
+
+    @property
+    def mmio_exits(self) -> bool:
+        return self._shared.mmio_exits
+
+    @property
+    def turns(self) -> TurnLock | None:
+        return self._shared.turns
+
+    @property
+    def code_generation(self) -> int:
+        """Bumped by a hart when the guest announces code other harts must see."""
+        return self._shared.code_generation
+
+    @property
+    def mmio_handler(self) -> MmioHandler | None:
+        return self._shared.mmio_handler
 
     def create_vcpu(self, vcpu_id: int) -> RiscvSoftVCpu:
         """Hart ``vcpu_id`` (mhartid reads it), on a new engine with every RAM mapping so far."""
@@ -130,7 +117,7 @@ class SoftRiscvBackend:
         with self._lock:
             if vcpu_id in self._vcpus:
                 raise ValueError(f"hart {vcpu_id} already has a vCPU")
-            vcpu = RiscvSoftVCpu(self, vcpu_id, self._irqs[vcpu_id], self.slice_instructions)
+            vcpu = RiscvSoftVCpu(self._shared, vcpu_id, self._irqs[vcpu_id], self.slice_instructions)
             try:
                 self._stage2.attach(vcpu)
                 vcpu.set_mmio_windows(self._windows)
@@ -153,7 +140,7 @@ class SoftRiscvBackend:
         """Serve ``(start, size)`` device windows inline with ``handler`` on every hart."""
         windows = page_windows(ranges)
         with self._lock:
-            self.mmio_handler = handler
+            self._shared.mmio_handler = handler
             self._windows = windows
             for vcpu in self._vcpus.values():
                 vcpu.set_mmio_windows(windows)

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from unicorn import (
     UC_ARCH_RISCV,
@@ -60,9 +60,10 @@ from unicorn import (
 )
 from unicorn import riscv_const as rc
 
-from axaddrspace import AccessWidth, GuestPhysAddr, Stage2Mapper
+from axaddrspace import AccessWidth, GuestPhysAddr, Stage2Mapper, sign_extend
 
 from ...arch import ArchVCpu
+from ...errors import PendingReadError
 from ...exits import AxVCpuExitReason, FailEntry, Halt, MmioRead, MmioWrite, Nothing
 from .riscv_decode import (
     CSR_MIP,
@@ -92,6 +93,7 @@ from .riscv_trap import (
     enter_trap,
     interrupt_enabled,
 )
+from .shared import SharedHarts
 
 PRIV_S = 1
 SBI_EXT_RFENCE = 0x5246_4E43  # "RFNC"
@@ -100,9 +102,6 @@ SBI_LEGACY_REMOTE_FENCE_I = 0x05
 SBI_EXT_HSM = 0x0048_534D  # "HSM"
 SBI_HSM_HART_START = 0
 _A6, _A7 = rc.UC_RISCV_REG_X16, rc.UC_RISCV_REG_X17
-
-if TYPE_CHECKING:
-    from .backend import SoftRiscvBackend
 
 _U64 = (1 << 64) - 1
 _UNTIL = _U64  # an odd address is never a PC: slices end by count, wfi or error only
@@ -153,8 +152,8 @@ class _PendingRead:
 class RiscvSoftVCpu(ArchVCpu):
     """A riscv64 hart (rv64imafdc + S and U modes, Sv39/Sv48) on a unicorn engine of its own."""
 
-    def __init__(self, backend: SoftRiscvBackend, hart: int, irqs: HartInterrupts, slice_instructions: int) -> None:
-        self._backend = backend
+    def __init__(self, shared: SharedHarts, hart: int, irqs: HartInterrupts, slice_instructions: int) -> None:
+        self._shared = shared  # what the harts of the VM share; not the backend (no import cycle)
         self.hart = hart
         self._irqs = irqs
         self._slice = slice_instructions
@@ -172,7 +171,7 @@ class RiscvSoftVCpu(ArchVCpu):
         self._closed = False
         self._halted = False
         self._parked_in_firmware = False  # the wfi that halted the hart ran in M mode
-        self._code_generation = backend.code_generation  # the last code change this engine has seen
+        self._code_generation = shared.code_generation  # the last code change this engine has seen
         self.traps_entered = 0
         self.time_reads = 0
         self.translation_flushes = 0
@@ -196,8 +195,8 @@ class RiscvSoftVCpu(ArchVCpu):
     def run(self) -> AxVCpuExitReason:
         self._check_open()
         if self._pending_read is not None:
-            raise RuntimeError(f"hart {self.hart}: answer the pending MMIO read with complete_read() first")
-        turns = self._backend.turns
+            raise PendingReadError(f"hart {self.hart}: answer the pending MMIO read with complete_read() first")
+        turns = self._shared.turns
         if turns is not None:
             turns.acquire()
         try:
@@ -211,12 +210,10 @@ class RiscvSoftVCpu(ArchVCpu):
     def complete_read(self, value: int) -> None:
         pending = self._pending_read
         if pending is None:
-            raise RuntimeError(f"hart {self.hart}: no MMIO read is waiting for a value")
+            raise PendingReadError(f"hart {self.hart}: no MMIO read is waiting for a value")
         decoded = pending.decoded
         bits = pending.width * 8
-        value &= (1 << bits) - 1
-        if decoded.signed and value >> (bits - 1):
-            value -= 1 << bits
+        value = sign_extend(value, bits, 64) if decoded.signed else value & ((1 << bits) - 1)
         with self.engine_lock:
             self._check_open()
             if decoded.fp:
@@ -257,7 +254,7 @@ class RiscvSoftVCpu(ArchVCpu):
 
     def close(self) -> None:
         """Free the engine now (its translation cache and maps); the vCPU is unusable after."""
-        self._backend.stage2.detach(self)  # before the engine lock: map() takes them the other way round
+        self._shared.stage2.detach(self)  # before the engine lock: map() takes them the other way round
         with self.engine_lock:
             if self._closed:
                 return
@@ -301,14 +298,14 @@ class RiscvSoftVCpu(ArchVCpu):
 
     def _mmio_read(self, _uc: Any, offset: int, size: int, base: int) -> int:
         width = _WIDTHS.get(size)
-        handler = self._backend.mmio_handler
+        handler = self._shared.mmio_handler
         if width is None or handler is None:
             return (1 << (8 * size)) - 1
         return handler.read(base + offset, width) & width.mask
 
     def _mmio_write(self, _uc: Any, offset: int, size: int, value: int, base: int) -> None:
         width = _WIDTHS.get(size)
-        handler = self._backend.mmio_handler
+        handler = self._shared.mmio_handler
         if width is not None and handler is not None:
             handler.write(base + offset, width, value & width.mask)
 
@@ -354,7 +351,7 @@ class RiscvSoftVCpu(ArchVCpu):
         if s_set or s_clear:
             mip = self._regs.read_csr(_MIP)
             self._regs.write_csr(_MIP, (mip | s_set) & ~s_clear)
-        generation = self._backend.code_generation
+        generation = self._shared.code_generation
         woken_in_firmware = self._halted and self._parked_in_firmware and rose & (1 << IRQ_MSIP)
         if generation != self._code_generation or woken_in_firmware:
             self._code_generation = generation
@@ -461,7 +458,7 @@ class RiscvSoftVCpu(ArchVCpu):
         elif intno == EXC_ECALL_U:
             cause = EXC_ECALL_U + priv  # unicorn reports every ecall as cause 8: U=8, S=9, M=11
             if priv == PRIV_S and self._announces_new_code():
-                self._backend.code_generation += 1
+                self._shared.code_generation += 1
         elif intno in _DATA_FAULTS:
             cause, tval = self._data_fault(pc, priv, intno)
         elif intno in _FETCH_FAULTS:
@@ -487,7 +484,7 @@ class RiscvSoftVCpu(ArchVCpu):
         if op is None or op.csr != 0xC01 or not op.is_read_only:
             return False
         if op.rd:
-            self._regs.write(_X0 + op.rd, self._backend.mtime())
+            self._regs.write(_X0 + op.rd, self._shared.mtime())
         self.time_reads += 1
         return True
 
@@ -506,7 +503,7 @@ class RiscvSoftVCpu(ArchVCpu):
         va = self._effective_address(decoded)
         if cause in (EXC_LOAD_PAGE_FAULT, EXC_STORE_PAGE_FAULT):
             satp, mstatus = self._regs.read_csrs(_SATP, _MSTATUS)
-            phys = self._backend.stage2.phys
+            phys = self._shared.stage2.phys
             access = _DATA_FAULTS[cause]
             va = faulting_address(phys, va, decoded.width, access, priv=priv, satp=satp, mstatus=mstatus)
         return cause, va
@@ -553,7 +550,7 @@ class RiscvSoftVCpu(ArchVCpu):
         insn = self._fetch_insn(pc, priv)
         decoded = decode_mem(insn) if insn is not None else None
         unmapped = fault.access in (UC_MEM_READ_UNMAPPED, UC_MEM_WRITE_UNMAPPED)
-        if unmapped and self._backend.mmio_exits and self._backend.mmio_handler is None:
+        if unmapped and self._shared.mmio_exits and self._shared.mmio_handler is None:
             exit_reason = self._mmio_exit(fault, decoded, pc)
             if exit_reason is not None:
                 return exit_reason
@@ -595,7 +592,7 @@ class RiscvSoftVCpu(ArchVCpu):
             head = self._regs.read_virtual(va, first, UC_PROT_EXEC)
             tail = self._regs.read_virtual(va + first, size - first, UC_PROT_EXEC)
             return None if head is None or tail is None else head + tail
-        phys = self._backend.stage2.phys
+        phys = self._shared.stage2.phys
         if priv == PRIV_M and access is Access.FETCH:
             return phys.read(va, size)
         satp, mstatus = self._regs.read_csrs(_SATP, _MSTATUS)

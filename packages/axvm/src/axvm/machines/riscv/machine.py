@@ -40,8 +40,6 @@ DTB_RESERVE = 0x20_0000
 initrd, where QEMU puts it too."""
 FW_DYNAMIC_INFO_GAP = 0x1000
 """fw_dynamic_info sits one page below the device tree."""
-VIRTIO_TYPES = {EmuDeviceType.VirtioBlk, EmuDeviceType.VirtioNet, EmuDeviceType.VirtioConsole,
-                EmuDeviceType.VirtioRng}
 
 
 class LockedMmio:
@@ -135,7 +133,7 @@ class RiscvVirtMachine:
         if kernel.ramdisk_path is not None and kernel.ramdisk_load_addr is not None:
             initrd = (kernel.ramdisk_load_addr, kernel.ramdisk_load_addr + kernel.ramdisk_path.stat().st_size)
         virtio = [(d.base_gpa, d.irq_id) for d in vm.config.devices.emu_devices
-                  if d.emu_type in {int(t) for t in VIRTIO_TYPES}]
+                  if d.emu_type in {int(t) for t in EmuDeviceType if t.is_virtio}]
         return layout.build_riscv_virt_dtb(
             num_harts=len(vm.vcpus),
             memory=[(region.gpa, region.size) for region in kernel.memory_regions],

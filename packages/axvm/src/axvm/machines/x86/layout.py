@@ -13,6 +13,10 @@ the boot protocol suggests and the legacy MP table sits where Linux searches for
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
+from ...config import VmMemConfig
+
 BOOT_INFO = 0x1000
 CMDLINE = 0x2000
 CMDLINE_MAX = 0x1000
@@ -43,3 +47,15 @@ SEL_DATA = 0x18
 SEL_USER_DATA = 0x20 | 3
 SEL_USER_CODE64 = 0x28 | 3
 SEL_TSS = 0x30
+
+
+def boot_base(regions: Iterable[VmMemConfig]) -> int:
+    """Where the boot area starts: the lowest RAM region (the loaders plan and the machine
+    writes what is placed relative to it)."""
+    return min(region.gpa for region in regions)
+
+
+def cmdline_image(cmdline: bytes) -> bytes:
+    """The command line as the boot area holds it at ``CMDLINE``: at most ``CMDLINE_MAX - 1``
+    bytes, then a NUL (loaders refuse a longer one before it gets here)."""
+    return cmdline[: CMDLINE_MAX - 1] + b"\0"

@@ -47,7 +47,7 @@ class X86Machine:
         """The boot area at the start of the lowest region, and the MP table where RAM covers it."""
         regions = config.kernel.memory_regions
         areas = [BootArea("the x86 boot structures (GDT, page tables, boot stacks)",
-                          min(r.gpa for r in regions), layout.BOOT_AREA_SIZE)]
+                          layout.boot_base(regions), layout.BOOT_AREA_SIZE)]
         if any(r.gpa <= layout.MP_TABLE and layout.MP_TABLE + MP_TABLE_SIZE <= r.end for r in regions):
             areas.append(BootArea("the MP table", layout.MP_TABLE, MP_TABLE_SIZE))
         return areas
@@ -65,7 +65,7 @@ class X86Machine:
 
     def prepare_boot(self, vm: AxVM, plan: BootPlan) -> None:
         regions = [(r.gpa, r.size) for r in vm.config.kernel.memory_regions]
-        boot_base = min(gpa for gpa, _ in regions)
+        boot_base = layout.boot_base(vm.config.kernel.memory_regions)
         memory = vm.addrspace.memory
         if not memory.contains(GuestPhysAddr(boot_base), layout.BOOT_AREA_SIZE):
             raise BootLayoutError(f"the lowest RAM region at {boot_base:#x} is smaller than the "
@@ -80,9 +80,9 @@ class X86Machine:
         if plan.protocol == "raw":
             if cpu_count > layout.MAX_BOOT_VCPUS:
                 raise BootLayoutError(f"raw x86 images start with at most {layout.MAX_BOOT_VCPUS} vCPUs")
-            cmdline = plan.cmdline[: layout.CMDLINE_MAX - 1]
-            memory.write(GuestPhysAddr(boot_base + layout.CMDLINE), cmdline + b"\0")
-            info = boot_info(cpu_count, e820, boot_base + layout.CMDLINE, len(cmdline))
+            cmdline = layout.cmdline_image(plan.cmdline)
+            memory.write(GuestPhysAddr(boot_base + layout.CMDLINE), cmdline)
+            info = boot_info(cpu_count, e820, boot_base + layout.CMDLINE, len(cmdline) - 1)
             memory.write(GuestPhysAddr(boot_base + layout.BOOT_INFO), info)
             for vcpu in x86_vcpus:
                 stack_top = boot_base + layout.STACKS + (vcpu.id + 1) * layout.STACK_SIZE
