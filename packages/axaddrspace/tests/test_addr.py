@@ -13,6 +13,7 @@ from axaddrspace import (
     GuestVirtAddr,
     HostPhysAddr,
     HostVirtAddr,
+    RegionOffset,
 )
 
 KINDS = [GuestPhysAddr, GuestVirtAddr, HostVirtAddr, HostPhysAddr]
@@ -63,6 +64,50 @@ def test_construction_outside_64_bits_raises(value):
 
 def test_overflow_error_is_a_value_error():
     assert issubclass(AddressOverflowError, ValueError)
+
+
+@settings(max_examples=200)
+@given(kinds, addresses, addresses)
+def test_an_address_plus_a_region_offset_keeps_the_address_kind(kind, value, offset):
+    addr, off = kind(value), RegionOffset(offset)
+    if value + offset < ADDRESS_LIMIT:
+        assert type(addr + off) is kind and type(off + addr) is kind
+        assert int(addr + off) == int(off + addr) == value + offset
+    else:
+        with pytest.raises(AddressOverflowError):
+            addr + off
+        with pytest.raises(AddressOverflowError):
+            off + addr
+
+
+@settings(max_examples=200)
+@given(addresses, st.integers(min_value=-(1 << 65), max_value=1 << 65))
+def test_region_offsets_are_checked_and_keep_their_kind(value, delta):
+    off = RegionOffset(value)
+    if 0 <= value + delta < ADDRESS_LIMIT:
+        assert type(off + delta) is RegionOffset and off + delta == value + delta
+        assert type(delta + off) is RegionOffset
+    else:
+        with pytest.raises(AddressOverflowError):
+            off + delta
+    if 0 <= value - delta < ADDRESS_LIMIT:
+        assert type(off - delta) is RegionOffset and off - delta == value - delta
+    else:
+        with pytest.raises(AddressOverflowError):
+            off - delta  # an offset never goes negative
+    assert type(off - RegionOffset(0)) is int  # two offsets give a plain difference
+
+
+@pytest.mark.parametrize("value", [-1, ADDRESS_LIMIT])
+def test_region_offset_outside_64_bits_raises(value):
+    with pytest.raises(AddressOverflowError, match="RegionOffset"):
+        RegionOffset(value)
+
+
+def test_an_address_never_comes_out_of_an_offset_minus_an_address():
+    with pytest.raises(TypeError):
+        RegionOffset(0x20) - GuestPhysAddr(0x10)
+    assert repr(RegionOffset(0x20)) == "RegionOffset(0x20)"
 
 
 @settings(max_examples=200)

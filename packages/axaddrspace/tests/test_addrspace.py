@@ -212,7 +212,7 @@ def test_window_must_be_aligned_and_non_empty():
 
 
 class FailingStage2(InMemoryStage2):
-    def map(self, gpa, size, host_addr, flags):
+    def map(self, region, flags):
         raise AddrSpaceError("backend refused the slot")
 
 
@@ -266,3 +266,44 @@ def test_typed_guest_addresses_are_accepted_everywhere(space):
     assert space.stage2.lookup(gpa).translate(gpa + 0x20) == region.host_addr + 0x20
     space.unmap(gpa, PAGE_SIZE)
     assert space.find_area(gpa) is None
+
+
+class OrderRecordingStage2(InMemoryStage2):
+    """Notes, at each unmap, whether any region of the space was already closed."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.regions: list[GuestMemoryRegion] = []
+        self.closed_at_unmap: list[bool] = []
+
+    def map(self, region, flags):
+        self.regions.append(region)
+        super().map(region, flags)
+
+    def unmap(self, gpa, size):
+        self.closed_at_unmap.append(any(region.closed for region in self.regions))
+        super().unmap(gpa, size)
+
+
+@pytest.mark.parametrize("teardown", ["clear", "close", "unmap"])
+def test_memory_is_released_only_after_every_stage2_unmap(teardown):
+    stage2 = OrderRecordingStage2()
+    space = AddrSpace(BASE, WINDOW, stage2)
+    regions = [space.map_alloc(BASE + i * PAGE_SIZE, PAGE_SIZE, RW) for i in range(3)]
+    if teardown == "unmap":
+        space.unmap(BASE, 3 * PAGE_SIZE)
+    else:
+        getattr(space, teardown)()
+    assert stage2.closed_at_unmap == [False, False, False]
+    assert all(region.closed for region in regions) and stage2.mappings == ()
+
+
+def test_close_releases_adopted_regions_and_is_safe_twice():
+    extra = GuestMemoryRegion.anonymous(BASE + 0x8000, PAGE_SIZE)  # in memory, never an area
+    space = AddrSpace(BASE, WINDOW, InMemoryStage2(), GuestMemory([extra]))
+    space.map_alloc(BASE, PAGE_SIZE, RW)
+    space.close()
+    space.close()
+    assert extra.closed and space.memory.regions == () and space.areas == ()
+    with pytest.raises(GuestMemoryError):
+        space.stage2.memory.read_u8(BASE)  # the backend's reads find nothing, never freed RAM

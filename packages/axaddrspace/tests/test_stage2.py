@@ -28,8 +28,8 @@ def test_in_memory_stage2_implements_the_protocol():
 
 def test_map_lookup_unmap():
     stage2 = InMemoryStage2()
-    stage2.map(GuestPhysAddr(0x2000), 0x1000, HostVirtAddr(0x7F00_0000_0000), RW)
-    stage2.map(GuestPhysAddr(0x0), 0x1000, HostVirtAddr(0x7F00_0001_0000), MappingFlags.READ)
+    stage2.record(GuestPhysAddr(0x2000), 0x1000, HostVirtAddr(0x7F00_0000_0000), RW)
+    stage2.record(GuestPhysAddr(0x0), 0x1000, HostVirtAddr(0x7F00_0001_0000), MappingFlags.READ)
     assert [m.gpa for m in stage2.mappings] == [0x0, 0x2000]
     hit = stage2.lookup(0x2FFF)
     assert hit == Stage2Mapping(GuestPhysAddr(0x2000), 0x1000, HostVirtAddr(0x7F00_0000_0000), RW)
@@ -43,17 +43,17 @@ def test_map_lookup_unmap():
 
 def test_mapping_over_an_existing_mapping_names_both():
     stage2 = InMemoryStage2()
-    stage2.map(GuestPhysAddr(0x2000), 0x2000, HostVirtAddr(0x1000_0000), RW)
+    stage2.record(GuestPhysAddr(0x2000), 0x2000, HostVirtAddr(0x1000_0000), RW)
     with pytest.raises(AddrSpaceError, match=r"\[0x3000, 0x5000\).*\[0x2000, 0x4000\)"):
-        stage2.map(GuestPhysAddr(0x3000), 0x2000, HostVirtAddr(0x2000_0000), RW)
+        stage2.record(GuestPhysAddr(0x3000), 0x2000, HostVirtAddr(0x2000_0000), RW)
     with pytest.raises(AddrSpaceError):
-        stage2.map(GuestPhysAddr(0x4000), 0, HostVirtAddr(0x2000_0000), RW)
+        stage2.record(GuestPhysAddr(0x4000), 0, HostVirtAddr(0x2000_0000), RW)
 
 
 @pytest.mark.parametrize(("gpa", "size"), [(0x2000, 0x1000), (0x3000, 0x1000), (0x6000, 0x1000)])
 def test_unmap_must_match_exactly(gpa, size):
     stage2 = InMemoryStage2()
-    stage2.map(GuestPhysAddr(0x2000), 0x2000, HostVirtAddr(0x1000_0000), RW)
+    stage2.record(GuestPhysAddr(0x2000), 0x2000, HostVirtAddr(0x1000_0000), RW)
     with pytest.raises(AddrSpaceError, match="not mapped exactly"):
         stage2.unmap(GuestPhysAddr(gpa), size)
     assert len(stage2.mappings) == 1
@@ -68,9 +68,9 @@ def test_accepted_mappings_never_overlap_and_stay_sorted(requests):
         clash = any(m.range.overlaps(rng) for m in stage2.mappings)
         if clash:
             with pytest.raises(AddrSpaceError):
-                stage2.map(GuestPhysAddr(rng.start), rng.size, HostVirtAddr(0x1000_0000), RW)
+                stage2.record(GuestPhysAddr(rng.start), rng.size, HostVirtAddr(0x1000_0000), RW)
         else:
-            stage2.map(GuestPhysAddr(rng.start), rng.size, HostVirtAddr(0x1000_0000), RW)
+            stage2.record(GuestPhysAddr(rng.start), rng.size, HostVirtAddr(0x1000_0000), RW)
     mappings = stage2.mappings
     assert list(mappings) == sorted(mappings, key=lambda m: m.gpa)
     for a, b in itertools.pairwise(mappings):

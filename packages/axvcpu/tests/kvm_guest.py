@@ -156,8 +156,9 @@ def make_guest(code: bytes, *, user: bool = False, irqchip: bool = False, vcpu_i
     try:
         ram = GuestMemoryRegion.anonymous(0, RAM_SIZE)
         memory.add_region(ram)
+        backend.stage2.attach_memory(memory)
         flags = MappingFlags.READ | MappingFlags.WRITE | MappingFlags.EXECUTE
-        backend.stage2.map(GuestPhysAddr(0), RAM_SIZE, ram.host_addr, flags, log_dirty=log_dirty)
+        backend.stage2.map(ram, flags, log_dirty=log_dirty)
         _write_tables(memory)
         memory.write(CODE, code)
         idt_limit = 0

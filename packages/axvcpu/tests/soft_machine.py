@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import threading
 
-from axaddrspace import AccessWidth, GuestMemoryRegion, GuestPhysAddr, MappingFlags
+from axaddrspace import AccessWidth, GuestMemory, GuestMemoryRegion, GuestPhysAddr, MappingFlags
 from axvcpu import AxVCpuExitReason, Halt, Nothing
 from axvcpu.backends.soft import RiscvSoftVCpu, SoftRiscvBackend
 
@@ -64,8 +64,10 @@ class SoftMachine:
     ) -> None:
         self.backend = SoftRiscvBackend(harts, **backend_options)  # type: ignore[arg-type]
         self.ram = GuestMemoryRegion.anonymous(RAM_BASE, RAM_SIZE)
+        self.memory = GuestMemory([self.ram])  # what the harts' own reads go through, as in a VM
+        self.backend.stage2.attach_memory(self.memory)
         flags = MappingFlags.READ | MappingFlags.WRITE | MappingFlags.EXECUTE
-        self.backend.stage2.map(GuestPhysAddr(RAM_BASE), RAM_SIZE, self.ram.host_addr, flags)
+        self.backend.stage2.map(self.ram, flags)
         self.program = assemble(PRELUDE + source)
         self.ram.view[: len(self.program.code)] = self.program.code
         self.mmio = mmio
@@ -109,4 +111,4 @@ class SoftMachine:
 
     def close(self) -> None:
         self.backend.close()
-        self.ram.close()
+        self.memory.close()

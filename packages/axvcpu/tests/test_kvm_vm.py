@@ -13,12 +13,12 @@ from axaddrspace import (
     GuestMemoryError,
     GuestMemoryRegion,
     GuestPhysAddr,
-    HostVirtAddr,
     MappingFlags,
     Stage2Mapper,
 )
 from axvcpu import Halt, IoWrite, MmioWrite
 from axvcpu.backends.kvm import KvmVm, KvmX86Backend
+from axvcpu.backends.kvm.slots import SlotTable
 
 from . import kvm_programs as prog
 from .kvm_guest import kvm_guest, require_kvm
@@ -30,22 +30,27 @@ MIB = 1 << 20
 
 def test_slots_follow_the_stage2_contract() -> None:
     require_kvm()
-    with KvmVm(irqchip=False, pit=False) as vm, GuestMemoryRegion.anonymous(0, 4 * MIB) as ram:
+    regions = {
+        gpa: GuestMemoryRegion.anonymous(gpa, size)
+        for gpa, size in ((0, 2 * MIB), (2 * MIB, 2 * MIB), (3 * MIB, 2 * MIB), (8 * MIB, MIB))
+    }
+    with KvmVm(irqchip=False, pit=False) as vm:
         assert isinstance(vm, Stage2Mapper)
-        host = ram.host_addr
-        vm.map(GuestPhysAddr(0), 2 * MIB, host, RWX)
-        vm.map(GuestPhysAddr(2 * MIB), 2 * MIB, HostVirtAddr(host + 2 * MIB), RWX)
+        vm.map(regions[0], RWX)
+        vm.map(regions[2 * MIB], RWX)
         assert (vm.slot_at(0), vm.slot_at(3 * MIB), vm.slot_at(4 * MIB)) == (0, 1, None)
         with pytest.raises(AddrSpaceError, match=r"overlaps KVM slot 1"):
-            vm.map(GuestPhysAddr(3 * MIB), 2 * MIB, host, RWX)
-        with pytest.raises(AddrSpaceError, match="aligned"):
-            vm.map(GuestPhysAddr(8 * MIB + 0x10), 4096, host, RWX)
+            vm.map(regions[3 * MIB], RWX)
+        with pytest.raises(AddrSpaceError, match="aligned"):  # regions cannot be; the table checks too
+            SlotTable(8).reserve(8 * MIB + 0x10, 4096, int(regions[0].host_addr), RWX, 0)
         with pytest.raises(AddrSpaceError, match="not one KVM slot"):
             vm.unmap(GuestPhysAddr(0), MIB)
         vm.unmap(GuestPhysAddr(0), 2 * MIB)
         assert vm.mapping_at(0) is None
-        vm.map(GuestPhysAddr(8 * MIB), MIB, host, RWX)
+        vm.map(regions[8 * MIB], RWX)
         assert vm.slot_at(8 * MIB) == 0  # the lowest free id is reused
+    for region in regions.values():
+        region.close()
 
 
 def test_addrspace_maps_through_the_vm_and_read_guest_sees_ram() -> None:
@@ -61,12 +66,26 @@ def test_addrspace_maps_through_the_vm_and_read_guest_sees_ram() -> None:
         assert vm.mappings == ()
 
 
+def test_read_guest_goes_through_the_attached_guest_memory_only() -> None:
+    require_kvm()
+    with KvmVm(irqchip=False, pit=False) as vm:
+        space = AddrSpace(GuestPhysAddr(0), 1 << 32, vm)
+        assert vm.memory is space.memory  # the address space handed over its one memory
+        space.map_alloc(GuestPhysAddr(0x10_0000), MIB, RWX, populate=False)  # in memory, no slot yet
+        space.memory.write(0x10_0200, b"lazy")
+        assert vm.mappings == () and vm.read_guest(0x10_0200, 4) == b"lazy"
+        space.close()
+        with pytest.raises(GuestMemoryError):
+            vm.read_guest(0x10_0200, 4)  # released: nothing to read, no dangling host address
+        space.close()  # twice is safe
+
+
 def test_read_only_memory_reads_natively_and_writes_exit_as_mmio() -> None:
     with kvm_guest(prog.READ_ONLY_PROBE) as guest:
         rom = GuestMemoryRegion.anonymous(0x80_0000, 0x1000)
         guest.memory.add_region(rom)  # closed with the guest
         rom.view[0] = 0x5A
-        guest.backend.stage2.map(GuestPhysAddr(0x80_0000), 0x1000, rom.host_addr, MappingFlags.READ)
+        guest.backend.stage2.map(rom, MappingFlags.READ)
         assert guest.vcpu.run() == IoWrite(COM1, AccessWidth.BYTE, 0x5A)
         assert guest.vcpu.run() == MmioWrite(GuestPhysAddr(0x80_0000), AccessWidth.BYTE, 0x77)
         assert rom.view[0] == 0x5A

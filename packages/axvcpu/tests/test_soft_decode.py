@@ -6,11 +6,11 @@ from collections.abc import Iterator
 
 import pytest
 
-from axaddrspace import GuestMemoryRegion
+from axaddrspace import GuestMemory, GuestMemoryRegion
 from axvcpu.backends.soft import page_windows
 from axvcpu.backends.soft.riscv_decode import AccessKind, MemAccess, decode_csr, decode_mem, insn_length, is_ebreak
 from axvcpu.backends.soft.riscv_irq import IRQ_MEIP, IRQ_MSIP, IRQ_MTIP, IRQ_SEIP, IRQ_STIP, HartInterrupts, highest
-from axvcpu.backends.soft.riscv_mmu import Access, PhysMem, faulting_address, translate
+from axvcpu.backends.soft.riscv_mmu import Access, faulting_address, read_phys, translate
 from axvcpu.backends.soft.riscv_trap import interrupt_enabled, trap_target
 
 from .riscv_asm import encode, requires_riscv_toolchain
@@ -82,10 +82,9 @@ SUM, MXR, MPRV = 1 << 18, 1 << 19, 1 << 17
 
 
 @pytest.fixture
-def mem() -> Iterator[tuple[PhysMem, GuestMemoryRegion]]:
+def mem() -> Iterator[tuple[GuestMemory, GuestMemoryRegion]]:
     region = GuestMemoryRegion.anonymous(BASE, 0x10_0000)
-    phys = PhysMem()
-    phys.add(BASE, region.size, int(region.host_addr))
+    phys = GuestMemory([region])
 
     def pte(table: int, index: int, value: int) -> None:
         off = table - BASE + 8 * index
@@ -102,7 +101,7 @@ def mem() -> Iterator[tuple[PhysMem, GuestMemoryRegion]]:
     region.close()
 
 
-def test_translate(mem: tuple[PhysMem, GuestMemoryRegion]) -> None:
+def test_translate(mem: tuple[GuestMemory, GuestMemoryRegion]) -> None:
     phys, _ = mem
     s, u, m = 1, 0, 3
 
@@ -128,7 +127,7 @@ def test_translate(mem: tuple[PhysMem, GuestMemoryRegion]) -> None:
     assert translate(phys, 0x1234, Access.LOAD, priv=s, satp=0, mstatus=0) == 0x1234  # satp Bare
 
 
-def test_faulting_address_of_page_crossing_accesses(mem: tuple[PhysMem, GuestMemoryRegion]) -> None:
+def test_faulting_address_of_page_crossing_accesses(mem: tuple[GuestMemory, GuestMemoryRegion]) -> None:
     phys, _ = mem
 
     def fa(va: int, size: int) -> int:
@@ -139,20 +138,18 @@ def test_faulting_address_of_page_crossing_accesses(mem: tuple[PhysMem, GuestMem
     assert fa(0x4000_0100, 8) == 0x4000_0100  # within one page
 
 
-def test_physmem_reads_across_mappings_and_refuses_holes() -> None:
+def test_physical_reads_go_across_regions_and_refuse_holes() -> None:
     a = GuestMemoryRegion.anonymous(0x1000, 0x1000)
     b = GuestMemoryRegion.anonymous(0x2000, 0x1000)
-    phys = PhysMem()
-    phys.add(0x1000, 0x1000, int(a.host_addr))
-    phys.add(0x2000, 0x1000, int(b.host_addr))
+    phys = GuestMemory([a, b])
     a.view[0xFFE:] = b"\x01\x02"
     b.view[:2] = b"\x03\x04"
-    assert phys.read(0x1FFE, 4) == b"\x01\x02\x03\x04"
-    assert phys.read(0x2FFF, 2) is None and phys.read(0x800, 4) is None
-    phys.remove(0x2000)
-    assert phys.read(0x1FFE, 4) is None and phys.read_u64(0x1000) == 0
-    a.close()
-    b.close()
+    assert read_phys(phys, 0x1FFE, 4) == b"\x01\x02\x03\x04"
+    assert read_phys(phys, 0x2FFF, 2) is None and read_phys(phys, 0x800, 4) is None
+    phys.remove_region(0x2000).close()
+    assert read_phys(phys, 0x1FFE, 4) is None and phys.read_u64(0x1000) == 0
+    assert read_phys(phys, -1, 1) is None and read_phys(phys, 1 << 64, 1) is None
+    phys.close()
 
 
 # -- interrupts and traps ------------------------------------------------------------------------

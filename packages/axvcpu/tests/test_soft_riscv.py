@@ -810,7 +810,7 @@ def test_a_store_to_read_only_ram_is_a_store_access_fault(machines: list[SoftMac
         + M_HANDLER,
     )
     rom.view[0x10:0x18] = (0x5A5A).to_bytes(8, "little")
-    m.backend.stage2.map(GuestPhysAddr(0x2000_0000), 0x1000, rom.host_addr, MappingFlags.READ | MappingFlags.EXECUTE)
+    m.backend.stage2.map(rom, MappingFlags.READ | MappingFlags.EXECUTE)
     try:
         m.run_until_halt()
         assert (m.reg("a1"), m.reg("a2"), m.reg("a3")) == (7, m.sym("site"), 0x2000_0018)
@@ -825,13 +825,13 @@ def test_stage2_mappings_reach_engines_made_before_and_after(machines: list[Soft
     extra = GuestMemoryRegion.anonymous(0x3000_0000, 0x1000)
     extra.view[0:8] = (0xFEED).to_bytes(8, "little")
     flags = MappingFlags.READ | MappingFlags.WRITE
-    m.backend.stage2.map(GuestPhysAddr(0x3000_0000), 0x1000, extra.host_addr, flags)
+    m.backend.stage2.map(extra, flags)
     try:
         m.run_until_halt()
         assert m.reg("a1") == 0xFEED
         assert [int(mapping.gpa) for mapping in m.backend.stage2.mappings] == [0x3000_0000, RAM_BASE]
         with pytest.raises(AddrSpaceError):
-            m.backend.stage2.map(GuestPhysAddr(0x3000_0000), 0x1000, extra.host_addr, flags)
+            m.backend.stage2.map(extra, flags)
     finally:
         m.backend.stage2.unmap(GuestPhysAddr(0x3000_0000), 0x1000)
         extra.close()

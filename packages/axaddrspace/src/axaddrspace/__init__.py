@@ -1,5 +1,6 @@
 """Guest addresses, access widths, mapping flags, guest memory and the guest address space."""
 
+from .access import GuestMemoryAccess, GuestMemoryReader
 from .addr import (
     ADDRESS_BITS,
     ADDRESS_LIMIT,
@@ -8,13 +9,14 @@ from .addr import (
     GuestVirtAddr,
     HostPhysAddr,
     HostVirtAddr,
+    RegionOffset,
 )
 from .addrspace import AddrSpace, Backend, MemoryArea
 from .errors import AddrSpaceError, GuestMemoryError
 from .flags import MappingFlags
 from .memory import PAGE_SIZE, GuestMemory, GuestMemoryRegion
 from .range import AddrRange, GuestPhysAddrRange, InclusiveRange, PortRange, SysRegRange
-from .stage2 import InMemoryStage2, Stage2Mapper, Stage2Mapping
+from .stage2 import AttachedMemory, InMemoryStage2, Stage2Mapper, Stage2Mapping, region_to_map
 from .width import AccessWidth, sign_extend
 
 __all__ = [
@@ -26,9 +28,12 @@ __all__ = [
     "AddrSpace",
     "AddrSpaceError",
     "AddressOverflowError",
+    "AttachedMemory",
     "Backend",
     "GuestMemory",
+    "GuestMemoryAccess",
     "GuestMemoryError",
+    "GuestMemoryReader",
     "GuestMemoryRegion",
     "GuestPhysAddr",
     "GuestPhysAddrRange",
@@ -40,8 +45,10 @@ __all__ = [
     "MappingFlags",
     "MemoryArea",
     "PortRange",
+    "RegionOffset",
     "Stage2Mapper",
     "Stage2Mapping",
     "SysRegRange",
+    "region_to_map",
     "sign_extend",
 ]

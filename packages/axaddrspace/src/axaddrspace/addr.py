@@ -1,9 +1,14 @@
-"""Distinct integer types for the four kinds of address a hypervisor juggles.
+"""Distinct integer types for the four kinds of address a hypervisor juggles, and region offsets.
 
 Mixing a guest physical address with a host virtual one is the classic VMM bug, so each kind
 is its own ``int`` subclass: adding an offset keeps the kind, subtracting two addresses of the
 same kind gives a plain offset, and leaving the 64-bit space raises ``AddressOverflowError``.
 They stay ``int`` so they index, hash and format like numbers at no cost on hot paths.
+
+``RegionOffset`` is the other half of vm-memory's split (``GuestAddress`` vs
+``MemoryRegionAddress``): a byte's position inside one guest memory region. It is not an
+address, so two offsets never make an address and an offset never goes negative; an address
+plus an offset is an address of the same kind.
 """
 
 from __future__ import annotations
@@ -81,3 +86,38 @@ class HostPhysAddr(_Address):
     """A host physical address; only meaningful for passthrough or identity mappings."""
 
     __slots__ = ()
+
+
+class RegionOffset(int):
+    """A byte offset inside one guest memory region (``GuestMemoryRegion.offset_of``).
+
+    Checked like the address kinds: it stays in ``0..2^64-1`` (``AddressOverflowError``
+    otherwise), adding a plain offset keeps the kind, and two offsets subtract to a plain int.
+    Adding it to an address gives that address's kind (``region.gpa + offset``).
+    """
+
+    __slots__ = ()
+
+    def __new__(cls, value: int) -> RegionOffset:
+        if not 0 <= value < ADDRESS_LIMIT:
+            raise AddressOverflowError(f"RegionOffset {value:#x} is outside 0..2^64-1")
+        return super().__new__(cls, value)
+
+    def __add__(self, other: int) -> RegionOffset:
+        if isinstance(other, _Address):
+            return NotImplemented  # address + offset: the address's __radd__ keeps its kind
+        return RegionOffset(int(self) + other)
+
+    __radd__ = __add__
+
+    def __sub__(self, other: int) -> int:
+        if isinstance(other, _Address):
+            raise TypeError(f"cannot subtract {type(other).__name__} from RegionOffset")
+        if isinstance(other, RegionOffset):
+            return int(self) - int(other)
+        return RegionOffset(int(self) - other)
+
+    def __repr__(self) -> str:
+        return f"RegionOffset({int(self):#x})"
+
+    __str__ = __repr__

@@ -12,6 +12,10 @@ An area is a page-aligned range with permissions and one of two backends, as in 
 Either way the area's RAM lives in ``memory`` (a ``GuestMemory``), so devices and loaders reach
 it even before the guest has touched it. The stage-2 side is whatever ``Stage2Mapper`` the
 backend injects; this module never sees KVM or unicorn.
+
+The address space is the one owner of the VM's guest memory. It hands the same ``GuestMemory``
+to the backend (``Stage2Mapper.attach_memory``) that devices and loaders use, maps regions of
+it, and releases RAM in one order: every stage-2 unmap of a teardown first, then the regions.
 """
 
 from __future__ import annotations
@@ -74,6 +78,7 @@ class AddrSpace:
         self._lock = threading.RLock()  # vCPU threads fault concurrently; map each area once
         self._starts: list[int] = []
         self._areas: list[_Area] = []
+        stage2.attach_memory(self._memory)  # the backend reads the very memory it maps regions of
 
     @property
     def base(self) -> GuestPhysAddr:
@@ -148,14 +153,21 @@ class AddrSpace:
                 last += 1
             if size <= 0 or last == first or covered != end:
                 raise AddrSpaceError(f"range {_span(gpa, size)} does not match mapped areas exactly")
-            for area in self._areas[first:last]:
-                self._remove(area)
+            self._remove(self._areas[first:last])
 
     def clear(self) -> None:
-        """Unmap every area (VM teardown)."""
+        """Unmap every area and free its RAM: all stage-2 unmaps first, then the regions."""
         with self._lock:
-            for area in list(self._areas):
-                self._remove(area)
+            self._remove(list(self._areas))
+
+    def close(self) -> None:
+        """VM teardown: ``clear``, then close whatever else the memory holds; safe to repeat.
+
+        Call it once no vCPU runs; the backend may close afterwards (it holds no RAM then).
+        """
+        with self._lock:
+            self.clear()
+            self._memory.close()
 
     # -- lookups ------------------------------------------------------------------------------
 
@@ -168,7 +180,7 @@ class AddrSpace:
             area = self._find(gpa)
             if area is None:
                 return None
-            return area.region.host_addr + (operator.index(gpa) - area.range.start), area.flags
+            return area.region.host_addr + area.region.offset_of(operator.index(gpa)), area.flags
 
     def handle_page_fault(self, gpa: int, access: MappingFlags) -> bool:
         """Populate the lazy area containing ``gpa`` if ``access`` is allowed there.
@@ -224,20 +236,22 @@ class AddrSpace:
         self._areas.insert(i, area)
 
     def _stage2_map(self, area: _Area) -> None:
-        gpa = GuestPhysAddr(area.range.start)
-        self._stage2.map(gpa, area.range.size, area.region.host_addr, area.flags)
+        self._stage2.map(area.region, area.flags)
         area.populated = True
 
-    def _remove(self, area: _Area) -> None:
-        """Stage-2 first, so the guest never reaches host memory that is being freed."""
-        if area.populated:
-            self._stage2.unmap(GuestPhysAddr(area.range.start), area.range.size)
-            area.populated = False
-        i = self._areas.index(area)
-        del self._starts[i]
-        del self._areas[i]
-        self._memory.remove_region(area.range.start)
-        area.region.close()
+    def _remove(self, areas: list[_Area]) -> None:
+        """Take ``areas`` out of stage-2, every one of them, and only then free their RAM, so
+        neither the guest nor the backend ever reaches host memory that is being freed."""
+        for area in areas:
+            if area.populated:
+                self._stage2.unmap(GuestPhysAddr(area.range.start), area.range.size)
+                area.populated = False
+        for area in areas:
+            i = self._areas.index(area)
+            del self._starts[i]
+            del self._areas[i]
+            self._memory.remove_region(area.range.start)
+            area.region.close()
 
     def __repr__(self) -> str:
         return f"AddrSpace(window={self._window!r}, areas={len(self._areas)})"

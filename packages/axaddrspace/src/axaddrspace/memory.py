@@ -14,6 +14,12 @@ slice only when the range lies inside one region. A range that is not wholly bac
 
 The region list is replaced, never mutated, so a vCPU thread reading guest memory always sees
 one consistent layout while another thread adds or removes a region.
+
+Access and management are separate (``access``): consumers depend on ``GuestMemoryReader`` or
+``GuestMemoryAccess``, which ``GuestMemory`` satisfies; ``add_region``, ``remove_region`` and
+``close`` belong to the owner of the memory, the VM's ``AddrSpace``, which releases a region only
+after the backend has removed it from stage-2. One ``GuestMemory`` serves every consumer of a
+VM: devices, loaders, and the backend itself.
 """
 
 from __future__ import annotations
@@ -27,9 +33,10 @@ import sys
 import threading
 from bisect import bisect_right
 from collections.abc import Iterable
-from typing import TypeAlias, TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
-from .addr import ADDRESS_LIMIT, GuestPhysAddr, HostVirtAddr
+from .access import Buffer, GuestMemoryAccess
+from .addr import ADDRESS_LIMIT, GuestPhysAddr, HostVirtAddr, RegionOffset
 from .errors import AddrSpaceError, GuestMemoryError
 from .range import AddrRange
 from .width import AccessWidth
@@ -40,7 +47,6 @@ PAGE_SIZE = 4096
 _FILL_CHUNK = 1 << 20
 """Bytes written per step by ``fill``, so clearing gigabytes of RAM never allocates gigabytes."""
 
-Buffer: TypeAlias = bytes | bytearray | memoryview
 _S = TypeVar("_S", bound=ctypes.Structure)
 
 
@@ -173,8 +179,24 @@ class GuestMemoryRegion:
 
     @property
     def host_addr(self) -> HostVirtAddr:
-        """Where the first byte lives in this process; valid until ``close()``."""
+        """Where the first byte lives in this process; valid until ``close()``.
+
+        Only a stage-2 mapper needs it (a KVM memory slot, unicorn's ``mem_map_ptr``), and only
+        between ``map`` and ``unmap``; everything else reads through ``GuestMemory``.
+        """
         return self._host_addr
+
+    def offset_of(self, gpa: int) -> RegionOffset:
+        """Where guest physical ``gpa`` lies in this region; GuestMemoryError outside it."""
+        if not self._start <= gpa < self._end:
+            raise GuestMemoryError(int(gpa), 1, f"is outside guest RAM region {self.range!r}")
+        return RegionOffset(int(gpa) - self._start)
+
+    def address_of(self, offset: RegionOffset) -> GuestPhysAddr:
+        """The guest physical address of byte ``offset``; GuestMemoryError past the end."""
+        if not 0 <= offset < self._size:
+            raise GuestMemoryError(self._start + int(offset), 1, f"is outside guest RAM region {self.range!r}")
+        return self._gpa + offset
 
     @property
     def writable(self) -> bool:
@@ -231,7 +253,11 @@ _Piece = tuple[memoryview, int, int]
 
 
 class GuestMemory:
-    """The guest's RAM: a sorted set of non-overlapping regions, accessed by guest address."""
+    """The guest's RAM: a sorted set of non-overlapping regions, accessed by guest address.
+
+    Satisfies ``GuestMemoryAccess`` (and so ``GuestMemoryReader``); the region set methods are
+    the owner's (``AddrSpace``), not a consumer's.
+    """
 
     def __init__(self, regions: Iterable[GuestMemoryRegion] = ()) -> None:
         self._lock = threading.Lock()  # serialises writers; readers use the immutable layout
@@ -441,3 +467,7 @@ class GuestMemory:
     def __repr__(self) -> str:
         ranges = ", ".join(repr(region.range) for region in self.regions)
         return f"GuestMemory({ranges})"
+
+
+if TYPE_CHECKING:  # the type checker proves GuestMemory is what consumers are typed against
+    _ACCESS: type[GuestMemoryAccess] = GuestMemory

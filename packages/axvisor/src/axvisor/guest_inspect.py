@@ -8,7 +8,7 @@ backend's vCPU is only ever touched by the thread that runs it.
 - riscv64 (privileged spec 4.3 Sv39, 4.4 Sv48): the walk is the soft backend's own
   (``riscv_mmu.translate``), the one its page-fault decoding trusts, run as the supervisor
   would see the address (S mode, SUM and MXR set, so user and execute-only pages show too)
-  over a ``PhysMem`` that reads guest RAM and records every entry it reads.
+  over the VM's guest memory, recording every entry it reads.
 - x86_64 (Intel SDM vol. 3A 4.5, 4-level paging): PML4 -> PDPT (1 GiB pages) -> PD (2 MiB pages)
   -> PT, from CR3, with CR0.PG, CR4.PAE and EFER.LMA telling the mode; 5-level paging and the
   32-bit modes are named and refused. Writable and user are the AND of R/W and U/S over the
@@ -75,7 +75,7 @@ _SATP_PPN = (1 << 44) - 1
 
 def translate_riscv(vcpu: VCpu, memory: GuestMemory, gva: int) -> Translation:
     """``gva`` through vCPU's satp, with the soft backend's walk (see the module docstring)."""
-    from axvcpu.backends.soft.riscv_mmu import Access, PhysMem, translate
+    from axvcpu.backends.soft.riscv_mmu import Access, translate
     from axvcpu.backends.soft.riscv_regs import PRIV_S
 
     satp = vcpu.get_register("satp")
@@ -85,26 +85,14 @@ def translate_riscv(vcpu: VCpu, memory: GuestMemory, gva: int) -> Translation:
     name, levels = mode
     if levels == 0:
         return Translation(gva, gva, name, (), 1 << PAGE_SHIFT, True, True, True)
-    read = _ram_u64(memory)
-
-    class RecordingMem(PhysMem):
-        """Guest RAM for the walk, keeping each entry read in ``steps``."""
-
-        def __init__(self) -> None:
-            super().__init__()
-            self.steps: list[tuple[int, int | None]] = []
-
-        def read_u64(self, gpa: int) -> int | None:
-            value = read(gpa)
-            self.steps.append((gpa, value))
-            return value
-
-    mem = RecordingMem()
+    read: list[tuple[int, int | None]] = []  # each entry the walk read, None outside RAM
     mstatus = (1 << 18) | (1 << 19)  # SUM, MXR: see user and execute-only pages as mapped
-    gpa = translate(mem, gva, Access.LOAD, priv=PRIV_S, satp=satp, mstatus=mstatus)
-    steps = tuple((addr, value) for addr, value in mem.steps if value is not None)
+    gpa = translate(
+        memory, gva, Access.LOAD, priv=PRIV_S, satp=satp, mstatus=mstatus, on_pte=lambda a, v: read.append((a, v))
+    )
+    steps = tuple((addr, value) for addr, value in read if value is not None)
     if gpa is None:
-        return Translation(gva, None, name, steps, 0, False, False, False, _riscv_fault(mem.steps, levels, gva))
+        return Translation(gva, None, name, steps, 0, False, False, False, _riscv_fault(read, levels, gva))
     pte = steps[-1][1]
     level = levels - len(steps)
     return Translation(

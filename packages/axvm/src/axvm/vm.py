@@ -244,7 +244,7 @@ class AxVM:
             vcpu.close()
         for release in self._on_stop:
             release()
-        self.addrspace.clear()  # unmaps from the backend's stage-2, so before the backend closes
+        self.addrspace.close()  # every stage-2 unmap, then the RAM; before the backend closes
         self.backend.close()
 
     # -- running --------------------------------------------------------------------------

@@ -1,5 +1,9 @@
 """One KVM virtual machine: its memory slots (axaddrspace's Stage2Mapper), interrupt lines and vCPUs.
 
+Guest RAM reaches KVM as regions of the VM's one ``GuestMemory``: the address space attaches
+that memory and hands over each region to map; the VM reads guest RAM (the code bytes in a
+failure report) only through it, never through a slot's host address.
+
 On x86 the VM is built in the order KVM requires: the TSS and identity-map pages (needed by
 Intel's real-mode emulation, placed just below the 4 GiB BIOS area as QEMU does), then the
 in-kernel PIC/IOAPIC/LAPIC and the PIT, all before the first vCPU.
@@ -7,7 +11,6 @@ in-kernel PIC/IOAPIC/LAPIC and the PIT, all before the first vCPU.
 
 from __future__ import annotations
 
-import ctypes
 import os
 import threading
 from typing import Any
@@ -15,11 +18,14 @@ from typing import Any
 from axaddrspace import (
     PAGE_SIZE,
     AddrSpaceError,
+    AttachedMemory,
     GuestMemoryError,
+    GuestMemoryReader,
+    GuestMemoryRegion,
     GuestPhysAddr,
-    HostVirtAddr,
     MappingFlags,
     Stage2Mapping,
+    region_to_map,
 )
 
 from .errors import KvmError, check
@@ -76,6 +82,7 @@ class KvmVm:
         self._lock = threading.Lock()
         self._vcpus: list[KvmVCpu] = []
         self._eventfds: list[int] = []
+        self._memory = AttachedMemory()
         try:
             self.fd = check(lib.axv_ioctl_int(self.kvm.fd, lib.KVM_CREATE_VM, 0), "KVM_CREATE_VM")
             self._slots = SlotTable(self.kvm.check_extension(lib.KVM_CAP_NR_MEMSLOTS) or DEFAULT_MEMSLOTS)
@@ -120,13 +127,22 @@ class KvmVm:
 
     # -- Stage2Mapper -------------------------------------------------------------------------------
 
-    def map(self, gpa: GuestPhysAddr, size: int, host_addr: HostVirtAddr, flags: MappingFlags,
-            *, log_dirty: bool = False) -> None:
-        """Back ``[gpa, gpa + size)`` with host memory at ``host_addr`` in a free KVM memory slot.
+    @property
+    def memory(self) -> GuestMemoryReader:
+        """The VM's guest memory, which ``read_guest`` reads (empty until attached)."""
+        return self._memory.memory
+
+    def attach_memory(self, memory: GuestMemoryReader) -> None:
+        with self._lock:
+            self._memory.attach(memory, len(self._slots.slots))
+
+    def map(self, region: GuestMemoryRegion, flags: MappingFlags, *, log_dirty: bool = False) -> None:
+        """Back ``region``'s guest range with its host memory in a free KVM memory slot.
 
         Without MappingFlags.WRITE the slot is read-only (guest writes exit as MMIO writes);
         ``log_dirty`` turns on dirty-page logging for ``get_dirty_log``.
         """
+        gpa, size, host_addr = region_to_map(region)
         lib = self.lib
         kvm_flags = lib.KVM_MEM_LOG_DIRTY_PAGES if log_dirty else 0
         if not flags & MappingFlags.WRITE:
@@ -173,15 +189,14 @@ class KvmVm:
         return slot.mapping if slot is not None else None
 
     def read_guest(self, gpa: int, size: int) -> bytes:
-        """Bytes of guest RAM at ``gpa`` through the slot's host mapping (for error messages).
+        """Bytes of guest RAM at ``gpa``, read through the VM's guest memory (for error messages).
 
-        The range must lie in one slot (GuestMemoryError otherwise); the memory behind the slot
-        must still be mapped in this process, which the owner of the region guarantees.
+        GuestMemoryError where any byte is not RAM, or the memory was released (VM teardown):
+        nothing here touches a host address.
         """
-        slot = self._slots.lookup(gpa)
-        if slot is None or not slot.mapping.range.contains(gpa + max(size, 1) - 1) or size < 0:
-            raise GuestMemoryError(gpa, size, "is not inside one KVM memory slot")
-        return ctypes.string_at(int(slot.mapping.translate(gpa)), size)
+        if not 0 <= gpa < 1 << 64:
+            raise GuestMemoryError(gpa, size, "is outside the 64-bit guest physical address space")
+        return self.memory.read(GuestPhysAddr(gpa), size)
 
     def get_dirty_log(self, slot_id: int) -> bytes:
         """KVM_GET_DIRTY_LOG: one bit per page of the slot (bit n of byte n // 8), cleared by the read."""

@@ -76,7 +76,7 @@ from .riscv_decode import (
     is_ebreak,
 )
 from .riscv_irq import IRQ_MSIP, MIP_BITS, HartInterrupts, highest
-from .riscv_mmu import Access, faulting_address, translate
+from .riscv_mmu import Access, faulting_address, read_phys, translate
 from .riscv_regs import CSR_IDS, FPR_IDS, GPR_IDS, PC, PRIV, PRIV_M, RegFile, set_mhartid
 from .riscv_trap import (
     EXC_BREAKPOINT,
@@ -503,9 +503,9 @@ class RiscvSoftVCpu(ArchVCpu):
         va = self._effective_address(decoded)
         if cause in (EXC_LOAD_PAGE_FAULT, EXC_STORE_PAGE_FAULT):
             satp, mstatus = self._regs.read_csrs(_SATP, _MSTATUS)
-            phys = self._shared.stage2.phys
+            memory = self._shared.stage2.memory
             access = _DATA_FAULTS[cause]
-            va = faulting_address(phys, va, decoded.width, access, priv=priv, satp=satp, mstatus=mstatus)
+            va = faulting_address(memory, va, decoded.width, access, priv=priv, satp=satp, mstatus=mstatus)
         return cause, va
 
     def _fetch_fault_tval(self, pc: int, priv: int) -> int:
@@ -581,10 +581,14 @@ class RiscvSoftVCpu(ArchVCpu):
     def _read_virt(self, va: int, size: int, access: Access, priv: int) -> bytes | None:
         """``size`` bytes at virtual ``va`` as the hart would see them, or None.
 
-        Instruction fetches go through the engine's own MMU (``uc_vmem_read``: 1 us, and by
-        construction what the hart executed); data reads and the fallback walk in Python.
+        Guest RAM is read through the VM's guest memory (``stage2.memory``). Translated
+        instruction fetches go through the engine's own MMU (``uc_vmem_read``: 1 us, and by
+        construction what the hart's TLB gave it); data reads and the fallback walk in Python.
         """
         va &= _U64
+        memory = self._shared.stage2.memory
+        if priv == PRIV_M and access is Access.FETCH:
+            return read_phys(memory, va, size)  # M-mode fetches are not translated
         if access is Access.FETCH and self._regs.can_read_virtual:
             if (va & 0xFFF) + size <= 0x1000:
                 return self._regs.read_virtual(va, size, UC_PROT_EXEC)
@@ -592,15 +596,12 @@ class RiscvSoftVCpu(ArchVCpu):
             head = self._regs.read_virtual(va, first, UC_PROT_EXEC)
             tail = self._regs.read_virtual(va + first, size - first, UC_PROT_EXEC)
             return None if head is None or tail is None else head + tail
-        phys = self._shared.stage2.phys
-        if priv == PRIV_M and access is Access.FETCH:
-            return phys.read(va, size)
         satp, mstatus = self._regs.read_csrs(_SATP, _MSTATUS)
         out = b""
         while size > 0:
             n = min(size, 0x1000 - (va & 0xFFF))
-            pa = translate(phys, va, access, priv=priv, satp=satp, mstatus=mstatus)
-            chunk = None if pa is None else phys.read(pa, n)
+            pa = translate(memory, va, access, priv=priv, satp=satp, mstatus=mstatus)
+            chunk = None if pa is None else read_phys(memory, pa, n)
             if chunk is None:
                 return None
             out += chunk

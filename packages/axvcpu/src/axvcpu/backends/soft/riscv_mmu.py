@@ -1,10 +1,10 @@
-"""Guest physical RAM as the backend sees it, and the riscv64 page-table walk in Python.
+"""The riscv64 page-table walk in Python, over the VM's guest memory.
 
-The backend reads guest memory itself in three places: the instruction at a faulting PC (to
-decode it), page-table entries (to tell which page of a page-crossing access faulted), and
-nothing else. ``PhysMem`` gives zero-copy views over the RAM that the stage-2 mappings put
-into every engine; its layout is an immutable tuple replaced on change, so a vCPU thread always
-reads one consistent layout.
+The backend reads guest memory itself in two places: the instruction at a faulting PC (to
+decode it) and page-table entries (to tell which page of a page-crossing access faulted). Both
+read through the VM's one ``GuestMemory``, typed here as the read-only ``GuestMemoryReader``:
+the walk never sees a host address, reads nothing but 8-byte PTEs inside that memory, and can
+be tested on a plain ``GuestMemory`` with no engine (this module imports no unicorn).
 
 ``translate`` follows the privileged spec's "Virtual Address Translation Process" (section
 4.3.2, Sv39; 4.4 Sv48): satp.MODE selects the scheme, MPRV/MPP give the effective privilege of
@@ -15,11 +15,12 @@ hardware sets, not as a fault, so it faults exactly where the engine does.
 
 from __future__ import annotations
 
-import ctypes
 import enum
-from bisect import bisect_right
+from collections.abc import Callable
 
-from .riscv_regs import PRIV_M, PRIV_S, PRIV_U
+from axaddrspace import GuestMemoryError, GuestMemoryReader, GuestPhysAddr
+
+from .riscv_priv import PRIV_M, PRIV_S, PRIV_U
 
 PAGE_SHIFT = 12
 PAGE_SIZE = 1 << PAGE_SHIFT
@@ -38,49 +39,24 @@ class Access(enum.Enum):
     STORE = "store"
 
 
-class PhysMem:
-    """Guest RAM by guest physical address, as zero-copy memoryviews over the host mappings."""
+def read_phys(mem: GuestMemoryReader, gpa: int, size: int) -> bytes | None:
+    """``size`` bytes of guest RAM at ``gpa``, or None if any of them is not RAM (the guest's
+    fault, which the caller turns into the trap the hart takes)."""
+    if size == 0:
+        return b""
+    if not 0 <= gpa < 1 << 64:
+        return None
+    try:
+        return mem.read(GuestPhysAddr(gpa), size)
+    except GuestMemoryError:
+        return None
 
-    def __init__(self) -> None:
-        self._layout: tuple[tuple[int, ...], tuple[tuple[int, int, memoryview], ...]] = ((), ())
 
-    def add(self, gpa: int, size: int, host_addr: int) -> None:
-        view = memoryview((ctypes.c_ubyte * size).from_address(host_addr)).cast("B")
-        starts, maps = self._layout
-        i = bisect_right(starts, gpa)
-        self._layout = ((*starts[:i], gpa, *starts[i:]), (*maps[:i], (gpa, gpa + size, view), *maps[i:]))
-
-    def remove(self, gpa: int) -> None:
-        starts, maps = self._layout
-        i = bisect_right(starts, gpa) - 1
-        if i >= 0 and starts[i] == gpa:
-            self._layout = (starts[:i] + starts[i + 1 :], maps[:i] + maps[i + 1 :])
-
-    def read(self, gpa: int, size: int) -> bytes | None:
-        """``size`` bytes at ``gpa``, or None if any of them is not RAM."""
-        starts, maps = self._layout
-        out = b""
-        while size > 0:
-            i = bisect_right(starts, gpa) - 1
-            if i < 0:
-                return None
-            start, end, view = maps[i]
-            if gpa >= end:
-                return None
-            n = min(size, end - gpa)
-            out += view[gpa - start : gpa - start + n]
-            gpa += n
-            size -= n
-        return out
-
-    def read_u64(self, gpa: int) -> int | None:
-        data = self.read(gpa, 8)
-        return None if data is None else int.from_bytes(data, "little")
-
-    def contains(self, gpa: int) -> bool:
-        starts, maps = self._layout
-        i = bisect_right(starts, gpa) - 1
-        return i >= 0 and gpa < maps[i][1]
+def _read_pte(mem: GuestMemoryReader, gpa: int) -> int | None:
+    try:
+        return mem.read_u64(GuestPhysAddr(gpa))  # gpa < 2^56: a 44-bit PPN and a 12-bit offset
+    except GuestMemoryError:
+        return None  # a table outside RAM: the hart takes an access fault; here, no translation
 
 
 def effective_priv(priv: int, access: Access, mstatus: int) -> int:
@@ -90,8 +66,21 @@ def effective_priv(priv: int, access: Access, mstatus: int) -> int:
     return priv
 
 
-def translate(mem: PhysMem, va: int, access: Access, *, priv: int, satp: int, mstatus: int) -> int | None:
-    """The guest physical address of ``va``, or None where the hart takes a page fault."""
+def translate(
+    mem: GuestMemoryReader,
+    va: int,
+    access: Access,
+    *,
+    priv: int,
+    satp: int,
+    mstatus: int,
+    on_pte: Callable[[int, int | None], None] | None = None,
+) -> int | None:
+    """The guest physical address of ``va``, or None where the hart takes a page fault.
+
+    ``on_pte`` sees each entry the walk reads: its address and value (None outside RAM), for
+    tools that show a walk step by step.
+    """
     priv = effective_priv(priv, access, mstatus)
     levels = _SATP_MODE_LEVELS.get(satp >> 60)
     if priv == PRIV_M or levels is None:
@@ -103,7 +92,9 @@ def translate(mem: PhysMem, va: int, access: Access, *, priv: int, satp: int, ms
     table = (satp & _PPN_MASK) << PAGE_SHIFT
     for level in range(levels - 1, -1, -1):
         vpn = (va >> (PAGE_SHIFT + 9 * level)) & 0x1FF
-        pte = mem.read_u64(table + vpn * 8)
+        pte = _read_pte(mem, table + vpn * 8)
+        if on_pte is not None:
+            on_pte(table + vpn * 8, pte)
         if pte is None or not pte & _PTE_V or (pte & (_PTE_R | _PTE_W)) == _PTE_W:
             return None
         ppn = (pte >> 10) & _PPN_MASK
@@ -136,7 +127,9 @@ def _permitted(pte: int, access: Access, priv: int, mstatus: int) -> bool:
     return bool(pte & _PTE_W)
 
 
-def faulting_address(mem: PhysMem, va: int, size: int, access: Access, *, priv: int, satp: int, mstatus: int) -> int:
+def faulting_address(
+    mem: GuestMemoryReader, va: int, size: int, access: Access, *, priv: int, satp: int, mstatus: int
+) -> int:
     """stval for a page fault of a ``size``-byte access at ``va``.
 
     An access within one page faults at ``va``. One that crosses into the next page faults at

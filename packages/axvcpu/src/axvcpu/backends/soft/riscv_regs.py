@@ -27,9 +27,7 @@ try:  # the binding's handle on libunicorn; present in unicorn 2.1.x's Python 3 
 except ImportError:  # pragma: no cover - a different binding layout; fall back to the public API
     _uclib = None  # type: ignore[assignment]  # the try branch typed it as a CDLL
 
-PRIV_U = 0
-PRIV_S = 1
-PRIV_M = 3
+from .riscv_priv import PRIV_M, PRIV_S, PRIV_U  # defined without unicorn, for the pure modules
 
 PC = rc.UC_RISCV_REG_PC
 PRIV = rc.UC_RISCV_REG_PRIV

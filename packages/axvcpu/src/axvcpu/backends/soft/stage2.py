@@ -2,9 +2,10 @@
 
 Each vCPU has its own engine, and every engine maps the same host memory with
 ``mem_map_ptr``, so all harts share one RAM with no copying. ``SoftStage2`` records the
-mappings (the record is axaddrspace's ``InMemoryStage2``, which rejects overlaps), enters each
-one into every engine attached now and into every engine attached later, and keeps the
-``PhysMem`` view the backend's own page-table walks and instruction fetches read.
+mappings (the record is axaddrspace's ``InMemoryStage2``, which rejects overlaps) and enters
+each region it is given into every engine attached now and into every engine attached later.
+The backend's own reads of guest RAM (page-table walks, instructions fetched for decoding) go
+through ``memory``: the VM's one ``GuestMemory``, attached by the address space.
 
 An engine may only be changed while its vCPU is not inside a slice, so each engine is reached
 through its ``engine_lock`` (held by the vCPU for the length of a slice): ``map`` and
@@ -22,14 +23,15 @@ from unicorn import UC_PROT_EXEC, UC_PROT_READ, UC_PROT_WRITE, UcError
 from axaddrspace import (
     PAGE_SIZE,
     AddrSpaceError,
+    AttachedMemory,
+    GuestMemoryReader,
+    GuestMemoryRegion,
     GuestPhysAddr,
-    HostVirtAddr,
     InMemoryStage2,
     MappingFlags,
     Stage2Mapping,
+    region_to_map,
 )
-
-from .riscv_mmu import PhysMem
 
 
 class RamEngine(Protocol):
@@ -58,18 +60,28 @@ class SoftStage2:
         self._lock = threading.RLock()
         self._record = InMemoryStage2()
         self._engines: list[RamEngine] = []
-        self.phys = PhysMem()
+        self._memory = AttachedMemory()
 
-    def map(self, gpa: int, size: int, host_addr: int, flags: MappingFlags) -> None:
-        """Map ``[gpa, gpa + size)`` onto host memory at ``host_addr`` in every engine (plain ints inside)."""
-        gpa, size, host_addr = int(gpa), int(size), int(host_addr)
+    @property
+    def memory(self) -> GuestMemoryReader:
+        """The VM's guest memory, which the harts' own reads go through (empty until attached)."""
+        return self._memory.memory
+
+    def attach_memory(self, memory: GuestMemoryReader) -> None:
+        with self._lock:
+            self._memory.attach(memory, len(self._record.mappings))
+
+    def map(self, region: GuestMemoryRegion, flags: MappingFlags) -> None:
+        """Enter ``region`` into every engine (plain ints inside: unicorn takes the host address)."""
+        gpa_typed, size, host_typed = region_to_map(region)
+        gpa, host_addr = int(gpa_typed), int(host_typed)
         if gpa % PAGE_SIZE or size % PAGE_SIZE or host_addr % PAGE_SIZE:
             raise AddrSpaceError(
                 f"soft stage-2 mapping [{gpa:#x}, +{size:#x}) at host {host_addr:#x} is not {PAGE_SIZE}-byte aligned"
             )
         perms = unicorn_perms(MappingFlags(flags))
         with self._lock:
-            self._record.map(GuestPhysAddr(gpa), size, HostVirtAddr(host_addr), MappingFlags(flags))
+            self._record.map(region, MappingFlags(flags))
             done: list[RamEngine] = []
             try:
                 for engine in self._engines:
@@ -84,15 +96,12 @@ class SoftStage2:
                         f"unicorn cannot map RAM at [{gpa:#x}, +{size:#x}) (an MMIO window there?): {err}"
                     ) from err
                 raise
-            self.phys.add(gpa, size, host_addr)
 
     def unmap(self, gpa: int, size: int) -> None:
         """Remove exactly a range mapped before from every engine; the host memory may then go."""
         gpa, size = int(gpa), int(size)
         with self._lock:
             self._record.unmap(GuestPhysAddr(gpa), size)
-            # Our own reader first: every engine lock taken below is a barrier for it too.
-            self.phys.remove(gpa)
             for engine in self._engines:
                 engine.unmap_ram(gpa, size)
 
