@@ -31,12 +31,41 @@ from pyfdt.pyfdt import (
 U32_MAX = 0xFFFF_FFFF
 U64_MAX = (1 << 64) - 1
 _PRINTABLE = frozenset(string.printable) - {"\r", "\n"}  # what pyfdt accepts in a string value
+# Devicetree spec 2.2.1 and 2.2.4: the characters of node names (and unit addresses) and of
+# property names. pyfdt checks less and raises a bare Exception; a name outside these does not
+# read back (or confuses paths), so the helpers refuse it with a ValueError naming it.
+_NODE_NAME_CHARS = frozenset(string.ascii_letters + string.digits + ",._+-")
+_PROPERTY_NAME_CHARS = _NODE_NAME_CHARS | {"?", "#"}
 
 Item: TypeAlias = FdtNode | FdtProperty
 
 
+def _check_property_name(name: str) -> None:
+    if not isinstance(name, str) or not name or not set(name) <= _PROPERTY_NAME_CHARS:
+        raise ValueError(f"device tree property name {name!r}: expected letters, digits and ,._+?#-")
+
+
+def _check_node_name(name: str) -> None:
+    """``name`` or ``name@unit-address``; the root alone is "/"."""
+    if name == "/":
+        return
+    parts = name.split("@") if isinstance(name, str) else []
+    if not 1 <= len(parts) <= 2 or not all(part and set(part) <= _NODE_NAME_CHARS for part in parts):
+        raise ValueError(
+            f"device tree node name {name!r}: expected letters, digits and ,._+- with an optional "
+            "@unit-address, or / for the root"
+        )
+
+
 def node(name: str, *items: Item) -> FdtNode:
     """A node holding ``items`` (properties and subnodes, in order)."""
+    _check_node_name(name)
+    taken = [item.get_name() for item in items]
+    for item in items:
+        if isinstance(item, FdtNode) and item.get_name() == "/":
+            raise ValueError(f"device tree node {name!r}: a child cannot be named / (only the root is)")
+        if taken.count(item.get_name()) > 1:
+            raise ValueError(f"device tree node {name!r}: two items are named {item.get_name()!r}")
     result = FdtNode(name)
     for item in items:
         if isinstance(item, FdtNode):
@@ -47,6 +76,7 @@ def node(name: str, *items: Item) -> FdtNode:
 
 def u32(name: str, *values: int) -> FdtPropertyWords:
     """A property of one or more 32-bit cells."""
+    _check_property_name(name)
     for value in values:
         if not isinstance(value, int) or not 0 <= value <= U32_MAX:
             raise ValueError(f"device tree property {name!r}: {value!r} is not a 32-bit cell")
@@ -80,6 +110,7 @@ def reg64(name: str, regions: Iterable[tuple[int, int]]) -> FdtPropertyWords:
 
 def strings(name: str, *values: str) -> FdtProperty:
     """A property of one or more NUL-terminated strings (printable ASCII, no line breaks)."""
+    _check_property_name(name)
     if not values:
         raise ValueError(f"device tree property {name!r} needs at least one string")
     for value in values:
@@ -98,6 +129,7 @@ def strings(name: str, *values: str) -> FdtProperty:
 
 def flag(name: str) -> FdtProperty:
     """A property with no value (``interrupt-controller;``, ``ranges;``)."""
+    _check_property_name(name)
     return FdtProperty(name)
 
 
@@ -120,6 +152,8 @@ class Phandles:
 
 def to_dtb(root: FdtNode, *, boot_cpuid_phys: int = 0) -> bytes:
     """The tree as a DTB blob (version 17, last compatible version 16)."""
+    if not isinstance(boot_cpuid_phys, int) or not 0 <= boot_cpuid_phys <= U32_MAX:
+        raise ValueError(f"device tree boot_cpuid_phys {boot_cpuid_phys!r} is not a 32-bit value")
     fdt = Fdt(version=17, last_comp_version=16, boot_cpuid_phys=boot_cpuid_phys)
     fdt.add_rootnode(root)
     return bytes(fdt.to_dtb())
