@@ -4,6 +4,7 @@ at the console: banner, prompt, typed commands, reset and power-off."""
 from __future__ import annotations
 
 import contextlib
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -114,8 +115,14 @@ def test_a_config_written_elsewhere_boots_the_same_images(tmp_path: Path) -> Non
 
 
 def test_fw_dynamic_finds_uboot_through_its_info_structure(tmp_path: Path) -> None:
-    """OpenSBI's FW_DYNAMIC build takes the next stage from struct fw_dynamic_info at a2."""
-    text = (CONFIGS / "uboot-riscv64-virt-smp1.toml").read_text().replace("fw_jump.bin", "fw_dynamic.bin")
+    """OpenSBI's FW_DYNAMIC build takes the next stage from struct fw_dynamic_info at a2. The
+    config's bios_protocol says so, not the file's name: a copy called firmware.bin boots."""
+    firmware = tmp_path / "firmware.bin"
+    shutil.copyfile(Path.home() / ".cache" / "axvisor" / "riscv64" / "opensbi" / "fw_dynamic.bin", firmware)
+    text = (CONFIGS / "uboot-riscv64-virt-smp1.toml").read_text()
+    assert 'bios_protocol = "fw_jump"' in text
+    text = text.replace('bios_protocol = "fw_jump"', 'bios_protocol = "fw_dynamic"')
+    text = text.replace("~/.cache/axvisor/riscv64/opensbi/fw_jump.bin", str(firmware))
     config = tmp_path / "dynamic.toml"
     config.write_text(text.replace('"~/', f'"{Path.home()}/').replace('"../../', f'"{ROOT}/'))
     with vmm(config) as child:

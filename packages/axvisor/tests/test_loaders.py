@@ -14,7 +14,8 @@ import zstandard
 
 from axaddrspace import GuestPhysAddr
 from axvisor import UserError
-from axvisor.loaders.x86 import load_x86_kernel
+from axvisor.loaders.plan import ImagePlan
+from axvisor.loaders.x86 import load_x86_kernel, plan_x86_kernel
 from axvm import AxVM, ScriptedBackend, parse_config
 
 from .host_tools import needs
@@ -66,11 +67,16 @@ def bzimage(payload: bytes) -> bytes:
 
 
 def load(tmp_path: Path, kernel: bytes, host_decompress: bool = True):
+    """Load the kernel and boot the VM: the machine writes the zero page, start_info or boot info
+    (and the command line) into its boot area when it prepares the boot."""
     path = tmp_path / "kernel.img"
     path.write_bytes(kernel)
     config = parse_config(CONFIG.format(kernel=path))
     vm = AxVM(config, ScriptedBackend())
-    return vm, load_x86_kernel(config, vm.addrspace.memory, kernel, host_decompress)
+    plan = load_x86_kernel(config, vm.addrspace.memory, kernel, host_decompress)
+    vm.mark_loaded()
+    vm.boot(plan)
+    return vm, plan
 
 
 def test_plain_elf_is_entered_at_e_entry_with_raw_boot_info(tmp_path: Path) -> None:
@@ -130,3 +136,18 @@ def test_segment_outside_ram_names_the_key(tmp_path: Path) -> None:
     with pytest.raises(UserError, match="kernel.kernel_path: .*does not fit in guest RAM"):
         load_x86_kernel(config, vm.addrspace.memory, bytes(elf))
     vm.stop()
+
+
+@pytest.mark.parametrize("kind", ["linux", "pvh", "plain"])
+def test_the_boot_area_is_the_machines_alone(tmp_path: Path, kind: str) -> None:
+    """The plan puts no image or structure in the x86 boot area: the machine writes all of it at
+    boot (the loader only says where the zero page or start_info will be)."""
+    path = tmp_path / "kernel.img"
+    path.write_bytes(build_elf(tmp_path, kind))
+    config = parse_config(CONFIG.format(kernel=path))
+    plan = ImagePlan(config)
+    boot = plan_x86_kernel(config, plan, path.read_bytes())
+    area = next(piece for piece in plan.pieces if piece.reserved and "boot structures" in piece.what)
+    assert [piece.what for piece in plan.pieces if not piece.reserved and piece.gpa < area.end
+            and area.gpa < piece.end] == []
+    assert boot.params is None or area.gpa <= boot.params < area.end

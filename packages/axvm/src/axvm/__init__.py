@@ -1,6 +1,7 @@
 """axvm: the VM config schema, VM composition, lifecycle and exit dispatch."""
 
 from .backend import GuestClock, ScriptedBackend, VmBackend
+from .capabilities import BackendCapabilities, HartLines, InlineMmio, IrqLines, MachineClock, MissingCapability
 from .config import (
     Arch,
     AxVMCrateConfig,
@@ -12,6 +13,7 @@ from .config import (
     load_config,
     parse_config,
 )
+from .device_manager import BusKind, DeviceManager, DeviceOwner, PlacementError
 from .devices import BUILDERS, BuiltDevice, DeviceContext, build_device
 from .dispatch import DeviceBuses, Handled, handle_exit, sign_extend
 from .lifecycle import VM_TRANSITIONS, IllegalVMTransition, VMState, check_vm_transition
@@ -23,15 +25,25 @@ __all__ = [
     "Arch",
     "AxVM",
     "AxVMCrateConfig",
+    "BackendCapabilities",
     "BackendKind",
     "BuiltDevice",
+    "BusKind",
     "ConfigError",
     "ConfigProblem",
     "DeviceBuses",
     "DeviceContext",
+    "DeviceManager",
+    "DeviceOwner",
     "GuestClock",
     "Handled",
+    "HartLines",
     "IllegalVMTransition",
+    "InlineMmio",
+    "IrqLines",
+    "MachineClock",
+    "MissingCapability",
+    "PlacementError",
     "ScriptedBackend",
     "VMState",
     "VmBackend",

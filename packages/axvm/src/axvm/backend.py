@@ -1,7 +1,9 @@
 """What a VM needs from an execution backend, and a scripted one for tests.
 
 The interface lives here, in the layer that uses it; backends in axvcpu satisfy it
-structurally (they need not import axvm). An interrupt line is anything with
+structurally (they need not import axvm). What only some backends can do (numbered interrupt
+lines, hart lines, a machine clock, inline MMIO) is not part of it: those are the capabilities
+in ``capabilities.py``, which a machine asks for. An interrupt line is anything with
 ``set_level``/``pulse`` (axdevice's IrqLine protocol), so backends need not import axdevice.
 """
 
@@ -11,7 +13,7 @@ from collections.abc import Callable, Iterable
 from typing import Protocol, runtime_checkable
 
 from axaddrspace import InMemoryStage2, Stage2Mapper
-from axdevice import IrqLine, RecordingIrqLine
+from axdevice import RecordingIrqLine
 from axvcpu import ArchVCpu, AxVCpuExitReason, ScriptedVCpu
 
 
@@ -24,8 +26,6 @@ class VmBackend(Protocol):
     def stage2(self) -> Stage2Mapper: ...
 
     def create_vcpu(self, vcpu_id: int) -> ArchVCpu: ...
-
-    def irq_line(self, irq: int) -> IrqLine: ...
 
     def close(self) -> None: ...
 

@@ -37,6 +37,7 @@ from axdevice import (
 )
 
 from .config import Arch, AxVMCrateConfig, EmulatedDeviceConfig
+from .device_manager import BusKind
 from .host import HostResources, LocalHost
 
 OutputSink = Callable[[bytes], object]
@@ -61,39 +62,47 @@ class DeviceContext:
 @dataclass(frozen=True)
 class BuiltDevice:
     device: BaseDeviceOps
-    bus: str  # "mmio", "port" or "sysreg"
+    bus: BusKind
     uart: Uart16550 | None = None
     virtio_console: VirtioConsole | None = None
+    irqs: tuple[int, ...] = ()
+    """The interrupts the device drives: the device manager allots each to it alone."""
+    shared_irqs: bool = False
+    """The device may share its interrupts with others that say so too (level-triggered lines
+    whose drivers check every device on the line)."""
 
 
 def _console(config: EmulatedDeviceConfig, ctx: DeviceContext) -> BuiltDevice:
     uart = Uart16550(ctx.irq_line(config.irq_id), ctx.console_output)
+    irqs = (config.irq_id,)
     if ctx.arch is Arch.X86_64:
-        return BuiltDevice(Uart16550Port(uart, config.base_gpa), "port", uart)
+        return BuiltDevice(Uart16550Port(uart, config.base_gpa), BusKind.PORT, uart, irqs=irqs)
     reg_shift = config.cfg_list[0] if config.cfg_list else 0
-    return BuiltDevice(Uart16550Mmio(uart, config.base_gpa, reg_shift, config.length), "mmio", uart)
+    return BuiltDevice(Uart16550Mmio(uart, config.base_gpa, reg_shift, config.length), BusKind.MMIO, uart, irqs=irqs)
 
 
 def _debug_exit(config: EmulatedDeviceConfig, ctx: DeviceContext) -> BuiltDevice:
-    return BuiltDevice(DebugExit(ctx.control, config.base_gpa), "port")
+    return BuiltDevice(DebugExit(ctx.control, config.base_gpa), BusKind.PORT)
 
 
 def _i8042(config: EmulatedDeviceConfig, ctx: DeviceContext) -> BuiltDevice:
-    return BuiltDevice(I8042(ctx.control), "port")
+    return BuiltDevice(I8042(ctx.control), BusKind.PORT)
 
 
 def _sifive_test(config: EmulatedDeviceConfig, ctx: DeviceContext) -> BuiltDevice:
-    return BuiltDevice(SifiveTest(ctx.control, config.base_gpa, config.length), "mmio")
+    return BuiltDevice(SifiveTest(ctx.control, config.base_gpa, config.length), BusKind.MMIO)
 
 
 def _scratch(config: EmulatedDeviceConfig, ctx: DeviceContext) -> BuiltDevice:
-    return BuiltDevice(ScratchRegisters(config.base_gpa, config.length), "mmio")
+    return BuiltDevice(ScratchRegisters(config.base_gpa, config.length), BusKind.MMIO)
 
 
-def _virtio(config: EmulatedDeviceConfig, ctx: DeviceContext, device: VirtioDevice) -> VirtioMmioTransport:
+def _virtio(config: EmulatedDeviceConfig, ctx: DeviceContext, device: VirtioDevice,
+            virtio_console: VirtioConsole | None = None) -> BuiltDevice:
     if ctx.memory is None:
         raise DeviceConfigError("virtio devices need the VM's guest memory")
-    return VirtioMmioTransport(config.base_gpa, device, ctx.memory, ctx.irq_line(config.irq_id), config.length)
+    transport = VirtioMmioTransport(config.base_gpa, device, ctx.memory, ctx.irq_line(config.irq_id), config.length)
+    return BuiltDevice(transport, BusKind.MMIO, virtio_console=virtio_console, irqs=(config.irq_id,))
 
 
 def _virtio_blk(config: EmulatedDeviceConfig, ctx: DeviceContext) -> BuiltDevice:
@@ -110,16 +119,16 @@ def _virtio_blk(config: EmulatedDeviceConfig, ctx: DeviceContext) -> BuiltDevice
         raise DeviceConfigError(f"kernel.disk_path {path}: {error.strerror}; expected a readable"
                                 f"{'' if read_only else ' and writable'} disk image") from None
     ctx.on_stop.append(disk.close)
-    return BuiltDevice(_virtio(config, ctx, VirtioBlk(disk)), "mmio")
+    return _virtio(config, ctx, VirtioBlk(disk))
 
 
 def _virtio_console(config: EmulatedDeviceConfig, ctx: DeviceContext) -> BuiltDevice:
     console = VirtioConsole(ctx.console_output)
-    return BuiltDevice(_virtio(config, ctx, console), "mmio", virtio_console=console)
+    return _virtio(config, ctx, console, virtio_console=console)
 
 
 def _virtio_rng(config: EmulatedDeviceConfig, ctx: DeviceContext) -> BuiltDevice:
-    return BuiltDevice(_virtio(config, ctx, VirtioRng(ctx.host.entropy)), "mmio")
+    return _virtio(config, ctx, VirtioRng(ctx.host.entropy))
 
 
 def _virtio_net(config: EmulatedDeviceConfig, ctx: DeviceContext) -> BuiltDevice:
@@ -144,7 +153,7 @@ def _virtio_net(config: EmulatedDeviceConfig, ctx: DeviceContext) -> BuiltDevice
 
     link.start(deliver)
     ctx.on_stop.append(link.close)
-    return BuiltDevice(_virtio(config, ctx, net), "mmio")
+    return _virtio(config, ctx, net)
 
 
 Builder = Callable[[EmulatedDeviceConfig, DeviceContext], BuiltDevice]

@@ -1,24 +1,27 @@
 """What differs between the machines a VM can be: platform devices, interrupt wiring, boot.
 
-A machine is chosen by the config's architecture. It adds the devices every such machine has
-(so a config written for AxVisor, which lists none of them, still gets a console), says how a
-device's ``irq_id`` becomes an interrupt line, and prepares the vCPUs and in-memory tables for
-the boot protocol the loader chose.
+A machine is chosen by the config's architecture (``machines.registry``). It adds the devices
+every such machine has (so a config written for AxVisor, which lists none of them, still gets a
+console), says how a device's ``irq_id`` becomes an interrupt line, and prepares the vCPUs and
+in-memory tables for the boot protocol the loader chose. It never sees the whole VM: only a
+``BootTarget`` (guest memory, vCPUs, config, device manager, the backend's capabilities), and
+every write to the guest RAM it reserves (``boot_areas``) is its own.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
+from axaddrspace import GuestMemory
 from axdevice import IrqLine
+from axvcpu import VCpu
 
+from .capabilities import BackendCapabilities
 from .config import Arch, AxVMCrateConfig
-
-if TYPE_CHECKING:
-    from .devices import BuiltDevice, DeviceContext
-    from .vm import AxVM
+from .device_manager import DeviceManager
+from .devices import BuiltDevice, DeviceContext
 
 
 @dataclass(frozen=True)
@@ -28,13 +31,16 @@ class BootPlan:
     ``protocol``: "raw" (the config's entry point and the machine's own boot info), "linux"
     (Linux's boot protocol for the architecture, ``params`` = zero page or DTB address), "pvh"
     (x86 PVH, ``params`` = start_info), "firmware" (riscv/arm firmware entry with a DTB at
-    ``params``).
+    ``params``). The machine writes what ``params`` points at when it prepares the boot.
     """
 
     entry: int
     protocol: str = "raw"
     params: int | None = None
     cmdline: bytes = b""
+    setup_header: bytes | None = None
+    """x86 "linux": the kernel's setup header (from its bzImage, or a minimal one for a vmlinux),
+    which the machine copies into the zero page."""
 
 
 @dataclass(frozen=True)
@@ -46,45 +52,46 @@ class BootArea:
     size: int
 
 
+@dataclass(frozen=True)
+class BootTarget:
+    """The part of a VM a machine equips and boots."""
+
+    config: AxVMCrateConfig
+    memory: GuestMemory
+    vcpus: Sequence[VCpu]
+    devices: DeviceManager
+    backend: BackendCapabilities
+
+
 class Machine(Protocol):
     arch: Arch
 
-    def irq_line(self, vm: AxVM, irq: int) -> IrqLine: ...
+    def irq_line(self, target: BootTarget, irq: int) -> IrqLine:
+        """The line for a device's ``irq_id``; ValueError for one this machine does not have."""
+        ...
 
     def boot_areas(self, config: AxVMCrateConfig) -> Sequence[BootArea]: ...
 
-    def platform_devices(self, ctx: DeviceContext) -> Sequence[BuiltDevice]: ...
+    def platform_devices(self, target: BootTarget, ctx: DeviceContext) -> Sequence[BuiltDevice]: ...
 
-    def prepare_boot(self, vm: AxVM, plan: BootPlan) -> None: ...
+    def prepare_boot(self, target: BootTarget, plan: BootPlan) -> None: ...
 
 
 class GenericMachine:
-    """Interrupts straight to the backend, no platform devices, no register setup: for
-    architectures without a machine model yet and for scripted tests."""
+    """Interrupts straight to the backend's numbered lines, no platform devices, no register
+    setup: for architectures without a machine model yet."""
 
     def __init__(self, arch: Arch) -> None:
         self.arch = arch
 
-    def irq_line(self, vm: AxVM, irq: int) -> IrqLine:
-        return vm.backend.irq_line(irq)
+    def irq_line(self, target: BootTarget, irq: int) -> IrqLine:
+        return target.backend.need_irq_lines(f"the {self.arch.value} machine").irq_line(irq)
 
     def boot_areas(self, config: AxVMCrateConfig) -> Sequence[BootArea]:
         return ()
 
-    def platform_devices(self, ctx: DeviceContext) -> Sequence[BuiltDevice]:
+    def platform_devices(self, target: BootTarget, ctx: DeviceContext) -> Sequence[BuiltDevice]:
         return ()
 
-    def prepare_boot(self, vm: AxVM, plan: BootPlan) -> None:
+    def prepare_boot(self, target: BootTarget, plan: BootPlan) -> None:
         pass
-
-
-def machine_for(arch: Arch) -> Machine:
-    if arch is Arch.X86_64:
-        from .machines.x86.machine import X86Machine
-
-        return X86Machine()
-    if arch is Arch.RISCV64:
-        from .machines.riscv.machine import RiscvVirtMachine
-
-        return RiscvVirtMachine()
-    return GenericMachine(arch)

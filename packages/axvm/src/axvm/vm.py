@@ -2,8 +2,9 @@
 
 Building reads as a recipe: map the memory regions, create the vCPUs, attach each device.
 A failure names its step (and, for config mistakes, the file and key). ``run_vcpu`` is the
-per-vCPU loop: device accesses and lazy memory are handled inline by ``handle_exit``;
-everything else comes back to the caller (the VMM), which owns threads and policy.
+per-vCPU loop: device accesses and lazy memory are handled inline by the device manager
+(``DeviceManager.handle_exit``); everything else comes back to the caller (the VMM), which owns
+threads and policy. The machine sees only a ``BootTarget``, never this object.
 """
 
 from __future__ import annotations
@@ -14,16 +15,19 @@ import threading
 from collections.abc import Callable, Iterator
 
 from axaddrspace import AddrRange, AddrSpace, GuestPhysAddr, MappingFlags
-from axdevice import BaseDeviceOps, DeviceOverlapError, IrqLine, Uart16550, VirtioConsole
+from axdevice import IrqLine, Uart16550, VirtioConsole
 from axvcpu import AxVCpuExitReason, Nothing, SystemDown, VCpu, VCpuState
 
 from .backend import GuestClock, VmBackend
+from .capabilities import BackendCapabilities
 from .config import GUEST_PHYS_LIMIT, AxVMCrateConfig, ConfigError, ConfigProblem
+from .device_manager import DeviceManager, DeviceOwner, PlacementError
 from .devices import DeviceConfigError, DeviceContext, UnsupportedDevice, build_device
-from .dispatch import DeviceBuses, handle_exit
+from .dispatch import DeviceBuses
 from .host import HostResources, LocalHost
 from .lifecycle import VMState, check_vm_transition
-from .machine import BootPlan, machine_for
+from .machine import BootPlan, BootTarget
+from .machines.registry import machine_for
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +48,9 @@ class AxVM:
         self.id = config.base.id
         self.name = config.base.name
         self.backend = backend
-        self.buses = DeviceBuses()
+        self.devices = DeviceManager(AddrRange.from_start_size(region.gpa, region.size)
+                                     for region in config.kernel.memory_regions)
+        """The buses, the device lock, placement and interrupts: every device access goes through it."""
         self.consoles: list[Uart16550] = []
         self.virtio_consoles: list[VirtioConsole] = []
         self.host = host or LocalHost()
@@ -59,14 +65,14 @@ class AxVM:
         self._clock_paused = False
         self.exit_counts: list[dict[type, int]] = []
         """Per vCPU, exits its backend reported, by exit type (handled here or not)."""
-        self.device_lock = threading.Lock()
-        """Serialises device access between vCPU threads and the VMM (console input, timers)."""
         self.addrspace = AddrSpace(0, GUEST_PHYS_LIMIT, backend.stage2)
         self._allocate_ram = allocate_ram
         self.machine = machine_for(config.base.arch)
         self.boot_plan: BootPlan | None = None
         """How to enter the loaded images; set by the loader, used by boot()."""
         self.vcpus: list[VCpu] = []
+        self._target = BootTarget(config, self.addrspace.memory, self.vcpus, self.devices,
+                                  BackendCapabilities.of(backend))
         try:
             with self._step("map memory regions"):
                 self._map_memory()
@@ -107,15 +113,33 @@ class AxVM:
     def _attach_devices(self) -> None:
         ctx = DeviceContext(self.config.base.arch, self._irq_line, self,
                             self._console_output, self.addrspace.memory, self.host, self.config,
-                            self.device_lock, self._on_stop)
+                            self.devices.lock, self._on_stop)
         self._attach_config_devices(ctx)
-        for built in self.machine.platform_devices(ctx):
-            bus = getattr(self.buses, built.bus)
-            if any(device.address_range.overlaps(built.device.address_range) for device in bus.devices):
+        problems = []
+        for built in self.machine.platform_devices(self._target, ctx):
+            if self.devices.is_taken(built.device, built.bus):
                 continue  # the config placed its own device there
-            bus.add(built.device)
+            device = built.device
+            owner = DeviceOwner(f"the {self.machine.arch.value} machine's {type(device).__name__} "
+                                f"at {device.address_range!r}")
+            try:
+                self.devices.attach(device, built.bus, owner, built.irqs, shared_irqs=built.shared_irqs,
+                                    over_ram=True)
+            except PlacementError as error:
+                problems.append(self._placement_problem(error))
+                continue
             if built.uart is not None:
                 self.consoles.append(built.uart)
+        if problems:
+            raise ConfigError(problems)
+
+    def _placement_problem(self, error: PlacementError) -> ConfigProblem:
+        """The config entry to blame; a clash between the machine's own devices is a bug (raised)."""
+        index = error.blame.entry
+        if index is None:
+            raise error
+        key = f"devices.emu_devices[{index}]" + (f".{error.field}" if error.field else "")
+        return ConfigProblem(self.config.source, key, f"{self.config.devices.emu_devices[index].name!r}: {error}")
 
     def _attach_config_devices(self, ctx: DeviceContext) -> None:
         problems = []
@@ -123,11 +147,15 @@ class AxVM:
             key = f"devices.emu_devices[{index}]"
             try:
                 built = build_device(entry, ctx)
-                self._place(built.device, built.bus)
+                self.devices.attach(built.device, built.bus, DeviceOwner(f"{key} {entry.name!r}", index),
+                                    built.irqs, shared_irqs=built.shared_irqs)
             except UnsupportedDevice as warning:
                 self.warnings.append(str(ConfigProblem(self.config.source, key, f"{entry.name!r}: {warning}")))
                 continue
-            except (DeviceConfigError, DeviceOverlapError) as error:
+            except PlacementError as error:
+                problems.append(self._placement_problem(error))
+                continue
+            except DeviceConfigError as error:
                 field = getattr(error, "field", None)
                 where = f"{key}.{field}" if field else key
                 problems.append(ConfigProblem(self.config.source, where, f"{entry.name!r}: {error}"))
@@ -139,24 +167,22 @@ class AxVM:
         if problems:
             raise ConfigError(problems)
 
-    def _place(self, device: BaseDeviceOps, bus: str) -> None:
-        device_range = device.address_range
-        if bus == "mmio" and isinstance(device_range, AddrRange):  # any other kind is refused by the bus
-            for ram in self._ram_ranges():
-                if ram.overlaps(device_range):
-                    raise DeviceConfigError(f"MMIO range {device_range} overlaps guest RAM {ram}")
-        getattr(self.buses, bus).add(device)
-
-    def _ram_ranges(self) -> list[AddrRange]:
-        """Guest RAM as the config lays it out: what is mapped, or would be without allocate_ram."""
-        return [AddrRange.from_start_size(r.gpa, r.size) for r in self.config.kernel.memory_regions]
-
     def _irq_line(self, irq: int) -> IrqLine:
         """The machine's line for a device's ``irq_id``; one it does not have is the entry's error."""
         try:
-            return self.machine.irq_line(self, irq)
+            return self.machine.irq_line(self._target, irq)
         except ValueError as error:
             raise DeviceConfigError(f"{error}; expected an irq_id this machine has", field="irq_id") from None
+
+    @property
+    def buses(self) -> DeviceBuses:
+        """The device manager's buses."""
+        return self.devices.buses
+
+    @property
+    def device_lock(self) -> threading.Lock:
+        """The device manager's lock: held for every device access, by vCPU threads and the VMM."""
+        return self.devices.lock
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -182,7 +208,7 @@ class AxVM:
         with self._step("prepare boot"):
             for vcpu in self.vcpus:
                 vcpu.setup(GuestPhysAddr(plan.entry), self.backend.stage2)
-            self.machine.prepare_boot(self, plan)
+            self.machine.prepare_boot(self._target, plan)
         self._transition(VMState.RUNNING)
 
     def request_pause(self) -> None:
@@ -254,7 +280,7 @@ class AxVM:
         vcpu = self.vcpus[vcpu_id]
         if vcpu.state is VCpuState.FREE:
             vcpu.bind()
-        buses, addrspace = self.buses, self.addrspace
+        devices, addrspace = self.devices, self.addrspace
         counts = self.exit_counts[vcpu_id]
         while True:
             request = self._exit_request
@@ -265,8 +291,7 @@ class AxVM:
             exit_reason = vcpu.run()
             kind = type(exit_reason)
             counts[kind] = counts.get(kind, 0) + 1
-            with self.device_lock:
-                outcome = handle_exit(exit_reason, buses, addrspace)
+            outcome = devices.handle_exit(exit_reason, addrspace)
             if outcome is None:
                 return exit_reason
             if outcome.read_value is not None:

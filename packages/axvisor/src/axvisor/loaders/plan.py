@@ -1,8 +1,9 @@
 """Where every image goes in guest RAM, decided and checked before a byte is copied.
 
 The loaders do not write guest memory directly: they add each piece (the kernel or its ELF
-segments, firmware, device tree, ramdisk, the zero page and command line they build) to an
-``ImagePlan``, and reserve the areas the machine fills at boot. ``check()`` then finds, from
+segments, firmware, device tree, ramdisk) to an ``ImagePlan``, and reserve the areas the machine
+fills at boot (boot structures, zero page, command line, generated device tree), which only the
+machine writes. ``check()`` then finds, from
 the config's memory regions alone, a piece that does not fit in RAM or two pieces that overlap,
 and names the config key to change. ``apply()`` copies the pieces into a VM's memory. So
 ``axvisor check`` and ``axvisor run`` run the same loader and the same checks, and check needs
@@ -17,7 +18,8 @@ from pathlib import Path
 
 from axaddrspace import GuestMemory
 from axvm import AxVMCrateConfig
-from axvm.machine import BootPlan, machine_for
+from axvm.machine import BootPlan
+from axvm.machines.registry import machine_for
 
 from ..errors import UserError
 from .images import read_image, write_image

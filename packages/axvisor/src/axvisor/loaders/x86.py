@@ -1,8 +1,9 @@
 """Entering an x86_64 kernel image: raw binary, ELF (plain, PVH or vmlinux) or bzImage.
 
 Each adds its pieces to an ImagePlan and returns the BootPlan the x86 machine turns into vCPU
-state; Linux and PVH kernels also get their zero page or start_info and command line in the
-machine's boot area, which the plan reserves (with the MP table) so no image lands on it.
+state. The zero page or start_info and the command line of Linux and PVH kernels are the
+machine's to write, at boot, into its boot area (which the plan reserves, with the MP table, so
+no image lands on it); the plan says where (``params``) and carries the kernel's setup header.
 """
 
 from __future__ import annotations
@@ -10,8 +11,8 @@ from __future__ import annotations
 from axaddrspace import GuestMemory
 from axvm import AxVMCrateConfig
 from axvm.machine import BootPlan
-from axvm.machines.x86 import E820Entry, boot_params, e820_map, layout, minimal_setup_header
-from axvm.machines.x86.pvh import start_info
+from axvm.machines.x86 import layout, minimal_setup_header
+from axvm.machines.x86.machine import params_address
 
 from ..errors import UserError
 from .bzimage import BzImageError, is_bzimage, parse_bzimage
@@ -57,37 +58,17 @@ def _cmdline(config: AxVMCrateConfig) -> bytes:
     return config.kernel.cmdline_bytes
 
 
-def _boot_base(config: AxVMCrateConfig) -> int:
-    return layout.boot_base(config.kernel.memory_regions)
-
-
-def _e820(config: AxVMCrateConfig) -> list[E820Entry]:
-    return e820_map([(r.gpa, r.size) for r in config.kernel.memory_regions])
-
-
-def _write_cmdline(config: AxVMCrateConfig, plan: ImagePlan) -> int:
+def _check_cmdline(config: AxVMCrateConfig) -> None:
+    """Linux and PVH kernels get the whole command line or refuse to load (raw images get it cut)."""
     cmdline = _cmdline(config)
     if len(cmdline) >= layout.CMDLINE_MAX:
         raise UserError(f"{config.origin}: kernel.cmdline: {len(cmdline)} bytes; expected fewer than "
                         f"{layout.CMDLINE_MAX}")
-    gpa = _boot_base(config) + layout.CMDLINE
-    plan.add("the kernel command line", gpa, layout.cmdline_image(cmdline))
-    return gpa
 
 
-def _initrd(config: AxVMCrateConfig) -> tuple[int, int] | None:
-    kernel = config.kernel
-    if kernel.ramdisk_path is None or kernel.ramdisk_load_addr is None:
-        return None
-    return kernel.ramdisk_load_addr, kernel.ramdisk_path.stat().st_size
-
-
-def _linux_plan(config: AxVMCrateConfig, plan: ImagePlan, header: bytes, entry: int) -> BootPlan:
-    cmdline_gpa = _write_cmdline(config, plan)
-    params = boot_params(header, cmdline_gpa=cmdline_gpa, initrd=_initrd(config), e820=_e820(config))
-    params_gpa = _boot_base(config) + layout.BOOT_INFO
-    plan.add("the Linux zero page", params_gpa, params)
-    return BootPlan(entry, "linux", params=params_gpa, cmdline=_cmdline(config))
+def _linux_plan(config: AxVMCrateConfig, header: bytes, entry: int) -> BootPlan:
+    _check_cmdline(config)
+    return BootPlan(entry, "linux", params=params_address(config), cmdline=_cmdline(config), setup_header=header)
 
 
 def _load_segments(plan: ImagePlan, image: ElfImage) -> None:
@@ -98,12 +79,10 @@ def _load_segments(plan: ImagePlan, image: ElfImage) -> None:
 def _load_elf(config: AxVMCrateConfig, plan: ImagePlan, image: ElfImage) -> BootPlan:
     _load_segments(plan, image)
     if image.is_linux:
-        return _linux_plan(config, plan, minimal_setup_header(), image.entry)
+        return _linux_plan(config, minimal_setup_header(), image.entry)
     if image.pvh_entry is not None:
-        cmdline_gpa = _write_cmdline(config, plan)
-        info_gpa = _boot_base(config) + layout.BOOT_INFO
-        plan.add("the PVH start_info", info_gpa, start_info(info_gpa, cmdline_gpa, _e820(config)))
-        return BootPlan(image.pvh_entry, "pvh", params=info_gpa, cmdline=_cmdline(config))
+        _check_cmdline(config)
+        return BootPlan(image.pvh_entry, "pvh", params=params_address(config), cmdline=_cmdline(config))
     _check_raw_vcpus(config)
     return BootPlan(image.entry, "raw", cmdline=_cmdline(config))
 
@@ -115,7 +94,7 @@ def _load_bzimage(config: AxVMCrateConfig, plan: ImagePlan, data: bytes, host_de
     if host_decompress:
         vmlinux = parse_elf(image.decompress_payload())
         _load_segments(plan, vmlinux)
-        return _linux_plan(config, plan, image.setup_header, vmlinux.entry)
+        return _linux_plan(config, image.setup_header, vmlinux.entry)
     load_addr = config.kernel.kernel_load_addr
     plan.add(KERNEL, load_addr, image.protected_mode_kernel, KEY, "kernel.kernel_load_addr")
-    return _linux_plan(config, plan, image.setup_header, load_addr + 0x200)
+    return _linux_plan(config, image.setup_header, load_addr + 0x200)

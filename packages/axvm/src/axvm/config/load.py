@@ -24,6 +24,7 @@ from .schema import (
     Arch,
     AxVMCrateConfig,
     BackendKind,
+    BiosProtocol,
     EmulatedDeviceConfig,
     ImageLocation,
     PassThroughAddressConfig,
@@ -148,6 +149,9 @@ def _read_kernel(reader: FieldReader, table: dict[str, Any], base_dir: Path) -> 
         images[f"{image}_path"], images[f"{image}_load_addr"] = path, addr
     if images["bios_path"] is not None and images["bios_load_addr"] is None:
         reader.problem("kernel.bios_load_addr", "missing; expected the guest address to load bios_path at")
+    bios_protocol = reader.choice(table, "bios_protocol", "kernel.bios_protocol",
+                                  {p.value: p for p in BiosProtocol}, BiosProtocol.FW_JUMP)
+    _check_bios_protocol(reader, table, images["bios_path"])
     location = reader.choice(table, "image_location", "kernel.image_location",
                              {loc.value: loc for loc in ImageLocation}, ImageLocation.FS)
     if location is ImageLocation.MEMORY:
@@ -158,7 +162,19 @@ def _read_kernel(reader: FieldReader, table: dict[str, Any], base_dir: Path) -> 
     if None in (entry_point, kernel_path, kernel_load_addr, regions):
         return None
     return VMKernelConfig(entry_point, kernel_path, kernel_load_addr, regions,  # type: ignore[arg-type]
-                          image_location=location, cmdline=cmdline, disk_path=disk_path, **images)
+                          image_location=location, cmdline=cmdline, disk_path=disk_path,
+                          bios_protocol=bios_protocol, **images)
+
+
+def _check_bios_protocol(reader: FieldReader, table: dict[str, Any], bios_path: Path | None) -> None:
+    """Warn where bios_protocol cannot mean what the config may intend. The choice itself never
+    comes from the file name; a name that looks like OpenSBI's FW_DYNAMIC build only earns a hint."""
+    if "bios_protocol" in table:
+        if bios_path is None:
+            reader.warn("kernel.bios_protocol", "ignored: there is no bios_path (firmware) to hand over to")
+    elif bios_path is not None and "fw_dynamic" in bios_path.name:
+        reader.warn("kernel.bios_protocol", f"not set, so {bios_path.name} is entered as fw_jump (a0 = hart id, "
+                    'a1 = device tree); if it is OpenSBI\'s FW_DYNAMIC build, set bios_protocol = "fw_dynamic"')
 
 
 def _read_memory_regions(reader: FieldReader, table: dict[str, Any]) -> tuple[VmMemConfig, ...] | None:

@@ -91,6 +91,18 @@ class ImageLocation(enum.Enum):
     MEMORY = "memory"
 
 
+class BiosProtocol(enum.Enum):
+    """Our extension ``[kernel] bios_protocol``: how the firmware at ``bios_path`` finds the next
+    stage. OpenSBI's builds cannot be told apart from their bytes, so the config says it.
+
+    ``fw_jump``: a0 = hart id, a1 = device tree, the next stage where the firmware was built to
+    jump (OpenSBI fw_jump and fw_payload, which ignore a2). ``fw_dynamic``: OpenSBI fw_dynamic,
+    which needs a2 pointing at a struct fw_dynamic_info naming ``kernel_load_addr`` in S mode."""
+
+    FW_JUMP = "fw_jump"
+    FW_DYNAMIC = "fw_dynamic"
+
+
 @dataclass(frozen=True)
 class VMBaseConfig:
     id: int
@@ -123,6 +135,7 @@ class VMKernelConfig:
     memory_regions: tuple[VmMemConfig, ...]
     bios_path: Path | None = None
     bios_load_addr: int | None = None
+    bios_protocol: BiosProtocol = field(default=BiosProtocol.FW_JUMP, metadata=OMIT_DEFAULT)
     dtb_path: Path | None = None
     dtb_load_addr: int | None = None
     ramdisk_path: Path | None = None

@@ -2,9 +2,11 @@
 
 It is what a VM needs from an execution backend (axvm's ``VmBackend``, satisfied
 structurally): a stage-2 mapper, vCPUs, and the wires devices drive. On riscv the interrupt
-controllers are devices (the CLINT and the PLIC in axdevice), so instead of numbered IRQ lines
-the backend offers ``hart_line(hart, bit)`` for MIP bits, ``set_mtimecmp`` for the CLINT's
-timer compare registers and ``mtime()`` as the one clock every hart and the CLINT read.
+controllers are devices (the CLINT and the PLIC in axdevice), so it has no numbered IRQ lines
+(no ``irq_line``: axvm's ``IrqLines`` capability is absent); it offers ``hart_line(hart, bit)``
+for MIP bits (``HartLines``), ``set_mtimecmp`` for the CLINT's timer compare registers and
+``mtime()`` as the one clock every hart and the CLINT read (``MachineClock``), and
+``set_mmio_handler`` to serve device windows inline (``InlineMmio``).
 
 Harts take turns. Unicorn generates LR/SC and AMOs as plain loads and stores unless it runs
 "parallel" code, which it never does, so two engines running at once on shared RAM would
@@ -18,7 +20,6 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterable
-from typing import NoReturn
 
 from axaddrspace import PAGE_SIZE
 
@@ -129,12 +130,6 @@ class SoftRiscvBackend:
 
     def vcpu(self, hart: int) -> RiscvSoftVCpu:
         return self._vcpus[hart]
-
-    def irq_line(self, irq: int) -> NoReturn:  # NoReturn satisfies axvm's VmBackend (-> IrqLine)
-        raise NotImplementedError(
-            f"riscv guests have no numbered IRQ line {irq}: device interrupts go through the PLIC, "
-            "which drives MEIP/SEIP with hart_line(hart, bit)"
-        )
 
     def set_mmio_handler(self, ranges: list[tuple[int, int]], handler: MmioHandler) -> None:
         """Serve ``(start, size)`` device windows inline with ``handler`` on every hart."""

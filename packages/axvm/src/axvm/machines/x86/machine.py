@@ -1,27 +1,33 @@
 """The x86_64 PC machine: COM1, isa-debug-exit, i8042 reset, ACPI PM1a power-off, CMOS RTC, PCI
-type-1 ports on the port bus; KVM's in-kernel PIC/IOAPIC/PIT; e820, MP table and long-mode boot set up by the VMM."""
+type-1 ports on the port bus; KVM's in-kernel PIC/IOAPIC/PIT; e820, MP table and long-mode boot set up by the VMM.
+
+Device interrupts are the backend's numbered lines (the ``IrqLines`` capability): a backend
+without them cannot run this machine, which says so (``MissingCapability``). Everything in the
+boot area is written here at boot: GDT, TSS, page tables, the command line, and the boot info
+(raw images), Linux zero page or PVH start_info that the boot plan's ``params`` names.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, cast
+from typing import Protocol, runtime_checkable
 
 from axaddrspace import GuestPhysAddr
 from axdevice import I8042, AcpiPmControl, CmosRtc, DebugExit, IrqLine, PciConfigPorts, Uart16550, Uart16550Port
 from axvcpu.x86 import X86VCpu
 
 from ...config import Arch, AxVMCrateConfig
+from ...device_manager import BusKind
 from ...devices import BuiltDevice, DeviceContext
-from ...machine import BootArea, BootPlan
+from ...machine import BootArea, BootPlan, BootTarget
 from . import layout
 from .bootinfo import boot_info
 from .cpu_state import enter_long_mode, enter_protected_mode
 from .e820 import e820_map
+from .linux import boot_params, minimal_setup_header
 from .mptable import MAX_MP_CPUS, mp_table
+from .pvh import start_info
 from .tables import write_cpu_tables
-
-if TYPE_CHECKING:
-    from ...vm import AxVM
 
 COM1_IRQ = 4
 IOAPIC_PINS = 24
@@ -35,13 +41,26 @@ class BootLayoutError(ValueError):
     """The configured RAM cannot hold the boot structures (a config problem)."""
 
 
+@runtime_checkable
+class _MpStateVCpu(Protocol):
+    """A vCPU whose run state can be set (KVM's KVM_SET_MP_STATE): how raw images start every
+    vCPU at once instead of leaving application processors waiting for a SIPI."""
+
+    def set_mp_state(self, mp_state: int) -> None: ...
+
+
+def params_address(config: AxVMCrateConfig) -> int:
+    """Where the machine writes the boot info, zero page or start_info: a boot plan's ``params``."""
+    return layout.boot_base(config.kernel.memory_regions) + layout.BOOT_INFO
+
+
 class X86Machine:
     arch = Arch.X86_64
 
-    def irq_line(self, vm: AxVM, irq: int) -> IrqLine:
+    def irq_line(self, target: BootTarget, irq: int) -> IrqLine:
         if not 0 <= irq < IOAPIC_PINS:  # checked here, not only by KVM, so a dry run finds it too
             raise ValueError(f"irq {irq} is not an IOAPIC pin 0..{IOAPIC_PINS - 1}")
-        return vm.backend.irq_line(irq)
+        return target.backend.need_irq_lines("the x86_64 machine (its IOAPIC pins)").irq_line(irq)
 
     def boot_areas(self, config: AxVMCrateConfig) -> Sequence[BootArea]:
         """The boot area at the start of the lowest region, and the MP table where RAM covers it."""
@@ -52,51 +71,62 @@ class X86Machine:
             areas.append(BootArea("the MP table", layout.MP_TABLE, MP_TABLE_SIZE))
         return areas
 
-    def platform_devices(self, ctx: DeviceContext) -> Sequence[BuiltDevice]:
+    def platform_devices(self, target: BootTarget, ctx: DeviceContext) -> Sequence[BuiltDevice]:
         uart = Uart16550(ctx.irq_line(COM1_IRQ), ctx.console_output)
         return (
-            BuiltDevice(Uart16550Port(uart, 0x3F8), "port", uart),
-            BuiltDevice(DebugExit(ctx.control), "port"),
-            BuiltDevice(I8042(ctx.control), "port"),
-            BuiltDevice(AcpiPmControl(ctx.control), "port"),
-            BuiltDevice(CmosRtc(), "port"),
-            BuiltDevice(PciConfigPorts(), "port"),
+            BuiltDevice(Uart16550Port(uart, 0x3F8), BusKind.PORT, uart, irqs=(COM1_IRQ,)),
+            BuiltDevice(DebugExit(ctx.control), BusKind.PORT),
+            BuiltDevice(I8042(ctx.control), BusKind.PORT),
+            BuiltDevice(AcpiPmControl(ctx.control), BusKind.PORT),
+            BuiltDevice(CmosRtc(), BusKind.PORT),
+            BuiltDevice(PciConfigPorts(), BusKind.PORT),
         )
 
-    def prepare_boot(self, vm: AxVM, plan: BootPlan) -> None:
-        regions = [(r.gpa, r.size) for r in vm.config.kernel.memory_regions]
-        boot_base = layout.boot_base(vm.config.kernel.memory_regions)
-        memory = vm.addrspace.memory
+    def prepare_boot(self, target: BootTarget, plan: BootPlan) -> None:
+        config, memory = target.config, target.memory
+        regions = [(r.gpa, r.size) for r in config.kernel.memory_regions]
+        boot_base = layout.boot_base(config.kernel.memory_regions)
         if not memory.contains(GuestPhysAddr(boot_base), layout.BOOT_AREA_SIZE):
             raise BootLayoutError(f"the lowest RAM region at {boot_base:#x} is smaller than the "
                                   f"{layout.BOOT_AREA_SIZE:#x} bytes of boot structures")
-        cpu_count = len(vm.vcpus)
+        cpu_count = len(target.vcpus)
         ram_limit = max(gpa + size for gpa, size in regions)
         write_cpu_tables(memory, boot_base, ram_limit)
         e820 = e820_map(regions)
         if memory.contains(GuestPhysAddr(layout.MP_TABLE), MP_TABLE_SIZE) and cpu_count <= MAX_MP_CPUS:
             memory.write(GuestPhysAddr(layout.MP_TABLE), mp_table(layout.MP_TABLE, cpu_count))
-        x86_vcpus = [vcpu for vcpu in vm.vcpus if isinstance(vcpu.arch, X86VCpu)]  # hence the casts below
+        cmdline = layout.cmdline_image(plan.cmdline)
+        cmdline_gpa, params_gpa = boot_base + layout.CMDLINE, params_address(config)
+        memory.write(GuestPhysAddr(cmdline_gpa), cmdline)
+        x86_vcpus = [(vcpu.id, vcpu.arch) for vcpu in target.vcpus if isinstance(vcpu.arch, X86VCpu)]
         if plan.protocol == "raw":
             if cpu_count > layout.MAX_BOOT_VCPUS:
                 raise BootLayoutError(f"raw x86 images start with at most {layout.MAX_BOOT_VCPUS} vCPUs")
-            cmdline = layout.cmdline_image(plan.cmdline)
-            memory.write(GuestPhysAddr(boot_base + layout.CMDLINE), cmdline)
-            info = boot_info(cpu_count, e820, boot_base + layout.CMDLINE, len(cmdline) - 1)
-            memory.write(GuestPhysAddr(boot_base + layout.BOOT_INFO), info)
-            for vcpu in x86_vcpus:
-                stack_top = boot_base + layout.STACKS + (vcpu.id + 1) * layout.STACK_SIZE
-                enter_long_mode(cast(X86VCpu, vcpu.arch), boot_base=boot_base, entry=plan.entry, rsp=stack_top,
-                                rsi=boot_base + layout.BOOT_INFO, rdi=vcpu.id)
-                if vcpu.id and hasattr(vcpu.arch, "set_mp_state"):
-                    vcpu.arch.set_mp_state(MP_STATE_RUNNABLE)  # raw images start every vCPU at once
+            memory.write(GuestPhysAddr(params_gpa), boot_info(cpu_count, e820, cmdline_gpa, len(cmdline) - 1))
+            for vcpu_id, arch in x86_vcpus:
+                stack_top = boot_base + layout.STACKS + (vcpu_id + 1) * layout.STACK_SIZE
+                enter_long_mode(arch, boot_base=boot_base, entry=plan.entry, rsp=stack_top, rsi=params_gpa,
+                                rdi=vcpu_id)
+                if vcpu_id and isinstance(arch, _MpStateVCpu):
+                    arch.set_mp_state(MP_STATE_RUNNABLE)  # raw images start every vCPU at once
         elif plan.protocol == "linux":
-            for vcpu in x86_vcpus[:1]:
-                enter_long_mode(cast(X86VCpu, vcpu.arch), boot_base=boot_base, entry=plan.entry,
-                                rsp=boot_base + layout.STACKS + layout.STACK_SIZE, rsi=plan.params or 0)
+            header = plan.setup_header if plan.setup_header is not None else minimal_setup_header()
+            memory.write(GuestPhysAddr(params_gpa),
+                         boot_params(header, cmdline_gpa=cmdline_gpa, initrd=_initrd(config), e820=e820))
+            for _, arch in x86_vcpus[:1]:
+                enter_long_mode(arch, boot_base=boot_base, entry=plan.entry,
+                                rsp=boot_base + layout.STACKS + layout.STACK_SIZE, rsi=params_gpa)
         elif plan.protocol == "pvh":
-            for vcpu in x86_vcpus[:1]:
-                enter_protected_mode(cast(X86VCpu, vcpu.arch), boot_base=boot_base, entry=plan.entry,
-                                     rbx=plan.params or 0)
+            memory.write(GuestPhysAddr(params_gpa), start_info(params_gpa, cmdline_gpa, e820))
+            for _, arch in x86_vcpus[:1]:
+                enter_protected_mode(arch, boot_base=boot_base, entry=plan.entry, rbx=params_gpa)
         else:
             raise BootLayoutError(f"x86_64 has no boot protocol {plan.protocol!r}")
+
+
+def _initrd(config: AxVMCrateConfig) -> tuple[int, int] | None:
+    """(address, size) of the loaded ramdisk, for the zero page."""
+    kernel = config.kernel
+    if kernel.ramdisk_path is None or kernel.ramdisk_load_addr is None:
+        return None
+    return kernel.ramdisk_load_addr, kernel.ramdisk_path.stat().st_size

@@ -1,0 +1,95 @@
+"""What a backend can do beyond running vCPUs, as small Protocols a machine asks for.
+
+Backends differ in how devices reach the CPU: KVM has numbered interrupt lines into its
+in-kernel irqchip; the soft riscv backend has no irqchip (the PLIC and CLINT are devices) but
+drives each hart's MIP bits, keeps the machine timer and serves MMIO inline. Each of these is
+one Protocol here. ``BackendCapabilities.of(backend)`` asks once, with ``isinstance`` on the
+runtime-checkable Protocols, and hands the machine a typed record in which a missing
+capability is ``None``; the machine then uses its documented fallback or raises
+``MissingCapability`` naming the backend and what it lacks. Backends in axvcpu satisfy the
+Protocols structurally: they import nothing from axvm.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+from axaddrspace import AccessWidth
+from axdevice import IrqLine
+
+from .backend import VmBackend
+
+
+class MissingCapability(RuntimeError):
+    """A machine needs something its backend does not offer (not a config problem)."""
+
+
+@runtime_checkable
+class IrqLines(Protocol):
+    """Numbered interrupt lines into an interrupt controller the backend owns (KVM's IOAPIC)."""
+
+    def irq_line(self, irq: int) -> IrqLine: ...
+
+
+@runtime_checkable
+class HartLines(Protocol):
+    """Lines driving one interrupt-pending bit of one hart (riscv MIP bits), for interrupt
+    controllers that are devices (the PLIC, the CLINT)."""
+
+    def hart_line(self, hart: int, bit: int) -> IrqLine: ...
+
+
+@runtime_checkable
+class MachineClock(Protocol):
+    """The machine timer every hart reads (riscv mtime) and the per-hart compare registers."""
+
+    def mtime(self) -> int: ...
+
+    def set_mtimecmp(self, hart: int, value: int) -> None: ...
+
+
+class MmioHandler(Protocol):
+    """What serves inline MMIO: the device manager (``DeviceManager.read``/``write``)."""
+
+    def read(self, addr: int, width: AccessWidth) -> int: ...
+
+    def write(self, addr: int, width: AccessWidth, value: int) -> None: ...
+
+
+@runtime_checkable
+class InlineMmio(Protocol):
+    """The backend calls a handler for device windows from inside the vCPU's run, instead of
+    returning MmioRead/MmioWrite exits."""
+
+    def set_mmio_handler(self, ranges: list[tuple[int, int]], handler: MmioHandler) -> None: ...
+
+
+@dataclass(frozen=True)
+class BackendCapabilities:
+    """One backend's capabilities, asked once; ``None`` where it lacks one."""
+
+    backend: str
+    """The backend's name, for messages."""
+    irq_lines: IrqLines | None = None
+    hart_lines: HartLines | None = None
+    clock: MachineClock | None = None
+    inline_mmio: InlineMmio | None = None
+
+    @classmethod
+    def of(cls, backend: VmBackend) -> BackendCapabilities:
+        return cls(
+            backend.name,
+            irq_lines=backend if isinstance(backend, IrqLines) else None,
+            hart_lines=backend if isinstance(backend, HartLines) else None,
+            clock=backend if isinstance(backend, MachineClock) else None,
+            inline_mmio=backend if isinstance(backend, InlineMmio) else None,
+        )
+
+    def need_irq_lines(self, who: str) -> IrqLines:
+        """The backend's numbered lines; MissingCapability saying ``who`` needs them otherwise."""
+        if self.irq_lines is None:
+            raise MissingCapability(
+                f"{who} needs numbered interrupt lines (irq_line), which the {self.backend!r} backend does not have"
+            )
+        return self.irq_lines
