@@ -26,7 +26,7 @@ from axaddrspace import GuestMemory, GuestMemoryError
 from axvm import VM_TRANSITIONS, AxVM, AxVMCrateConfig, VMState
 
 from . import guest_inspect
-from .console import vm_console_target
+from .console import ConsoleTarget, vm_console_target
 from .console_hub import ConsoleHub
 from .device_stats import device_counters
 from .pause import PauseGate
@@ -289,9 +289,7 @@ class ManagedVm:
             if supervisor.ended:
                 return  # the rebuild failed: ``_ended`` made it Failed
             self._account_pause()
-            self._paused_total_ns = 0
-            self._started_ns = time.monotonic_ns()
-            self.hub.mark_boot()
+            self.hub.mark_boot()  # the boot timer starts again; uptime counts from the start
             with self._state_lock:
                 self.vm = supervisor.vm
                 if self.state is VMState.PAUSED:
@@ -444,7 +442,7 @@ class ManagedVm:
             since(PROCESS_START_NS, first_entry_ns), since(PROCESS_START_NS, first_byte),
         )  # fmt: skip
 
-    def console_target(self) -> Callable[[], object]:
+    def console_target(self) -> ConsoleTarget:
         return vm_console_target(self.current_vm)
 
     def accepts_input(self) -> bool:

@@ -142,7 +142,8 @@ class VmInfo:
 class BootTimes:
     """How long the last boot took to show life, in seconds; None until it happened.
 
-    ``start_*`` count from the ``start()`` (or reset) that began this boot; ``process_*`` from
+    ``start_*`` count from the ``start()`` or ``reset()`` that began this boot (a reset the guest
+    makes itself does not restart the timer); ``process_*`` from
     the start of this VMM process (what ``axvisor run`` users feel: interpreter start-up, config,
     build and load included).
     """
@@ -157,7 +158,8 @@ class BootTimes:
 
 @dataclass(frozen=True)
 class VcpuMetrics:
-    """One vCPU: its exits since the last start, by kind (the exit class names of
+    """One vCPU of the current build (since the last start, or the last reset by the guest or
+    ``reset()``): its exits by kind (the exit class names of
     ``axvcpu.exits``: ``MmioRead``, ``IoWrite``, ``Halt``, ``Nothing`` ...), and host CPU time."""
 
     vcpu: int
@@ -168,7 +170,8 @@ class VcpuMetrics:
 
 @dataclass(frozen=True)
 class DeviceCounters:
-    """Device counters summed over the VM's devices since the last start."""
+    """Device counters summed over the devices of the current build (since the last start or reset;
+    the console byte counts since the last start or ``reset()``)."""
 
     uart_tx_bytes: int
     """Bytes the guest wrote to its consoles (UARTs and virtio consoles)."""
@@ -204,7 +207,7 @@ class VmMetrics:
     vcpus: tuple[VcpuMetrics, ...]
     devices: DeviceCounters
     host_cpu_s: float
-    """All vCPU threads together since the last start (those of runs before a reset included)."""
+    """All vCPU threads of the current build together (since the last start or reset)."""
     resets: int
 
 
