@@ -15,6 +15,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..manager import BadRequest
+from ..manager import parse_size as _manager_size
+
 
 class GrammarError(ValueError):
     """A line that is not a command: ``str()`` is one line saying what was wrong and the usage."""
@@ -28,31 +31,12 @@ def parse_int(text: str) -> int:
     return value
 
 
-_SIZE_SUFFIX = {
-    "": 1,
-    "B": 1,
-    "K": 1 << 10,
-    "KB": 1 << 10,
-    "KIB": 1 << 10,
-    "M": 1 << 20,
-    "MB": 1 << 20,
-    "MIB": 1 << 20,
-    "G": 1 << 30,
-    "GB": 1 << 30,
-    "GIB": 1 << 30,
-}
-
-
 def parse_size(text: str) -> int:
-    """A byte count: an integer as ``parse_int``, or a number with K/M/G (binary) as ``512M``."""
-    upper = text.strip().upper()
-    digits = upper.rstrip("KMGIB")
-    suffix = upper[len(digits) :]
-    if suffix not in _SIZE_SUFFIX or not digits:
-        raise ValueError(text)
-    if suffix in ("", "B"):
-        return parse_int(digits)
-    return int(digits.replace("_", ""), 10) * _SIZE_SUFFIX[suffix]
+    """``vm create -m MEM`` and ``vm mem ... SIZE``: the manager's size syntax (512M, 1G, 0x1000)."""
+    try:
+        return _manager_size(text)
+    except BadRequest as error:
+        raise ValueError(error.message) from None
 
 
 @dataclass(frozen=True)
