@@ -16,7 +16,7 @@ from typing import Any
 from axaddrspace import MappingFlags
 
 from .errors import ConfigError, ConfigProblem
-from .fields import FieldReader, describe
+from .fields import FieldReader, describe, key_part
 from .schema import (
     GUEST_PHYS_LIMIT,
     INTERRUPT_MODE_ALIASES,
@@ -71,6 +71,8 @@ def parse_config(text: str, file: Path | None = None) -> AxVMCrateConfig:
         document = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
         raise ConfigError([ConfigProblem(file, "", f"invalid TOML: {error}")]) from None
+    except RecursionError:  # tomllib recurses once per nested array or inline table
+        raise ConfigError([ConfigProblem(file, "", "invalid TOML: values nested too deeply")]) from None
     return config_from_dict(document, file)
 
 
@@ -78,11 +80,11 @@ def config_from_dict(document: dict[str, Any], file: Path | None = None) -> AxVM
     reader = FieldReader(file)
     base_dir = file.resolve().parent if file is not None else Path.cwd()
     for unknown in sorted(set(document) - set(KNOWN_KEYS)):
-        reader.warn(unknown, "unknown section or key, ignored")
+        reader.warn(key_part(unknown), "unknown section or key, ignored")
     tables = {name: _section(reader, document, name) for name in KNOWN_KEYS}
     for name, table in tables.items():
         for unknown in sorted(set(table or {}) - KNOWN_KEYS[name]):
-            reader.warn(f"{name}.{unknown}", "unknown key, ignored")
+            reader.warn(f"{name}.{key_part(unknown)}", "unknown key, ignored")
     # A missing section is one problem, not one per key it should have held.
     base = _read_base(reader, tables["base"]) if tables["base"] is not None else None
     kernel = _read_kernel(reader, tables["kernel"], base_dir) if tables["kernel"] is not None else None
@@ -252,7 +254,7 @@ def _read_devices(reader: FieldReader, table: dict[str, Any]) -> VMDevicesConfig
     netdevs = reader.typed(table, "netdevs", "devices.netdevs", dict, required=False) or {}
     for name, spec in netdevs.items():
         if not isinstance(spec, str) or not spec:
-            reader.problem(f"devices.netdevs.{name}", f"expected a string such as \"tap:axtap0\" or "
+            reader.problem(f"devices.netdevs.{key_part(name)}", f"expected a string such as \"tap:axtap0\" or "
                            f"\"udp:127.0.0.1:5000:127.0.0.1:5001\", got {describe(spec)}")
     netdev_pairs = tuple((name, spec) for name, spec in netdevs.items() if isinstance(spec, str) and spec)
     return VMDevicesConfig(tuple(emu), tuple(passthrough), mode, tuple(excluded), tuple(addresses),
