@@ -4,8 +4,11 @@ dataclasses, and a dump loads back to the config it came from, whatever valid co
 from __future__ import annotations
 
 import dataclasses
+import enum
 import string
+import typing
 from pathlib import Path
+from typing import Any, TypeVar
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -44,6 +47,21 @@ file_names = st.text(string.ascii_letters + string.digits + "._-", min_size=1, m
     lambda name: name.strip(".") != ""
 )
 paths = st.lists(file_names, min_size=1, max_size=3).map(lambda parts: FOLDER.joinpath(*parts))
+R = TypeVar("R")
+
+
+def complete(draw: st.DrawFn, record: type[R], drawn: dict[str, Any]) -> R:
+    """``record`` from ``drawn``, any enum field not drawn yet drawn from its members: a key the
+    schema gains is drawn too, or this names it (so the round trip never skips a field)."""
+    hints = typing.get_type_hints(record)
+    for spec in dataclasses.fields(record):
+        kind = hints[spec.name]
+        if spec.name in drawn:
+            continue
+        if not (isinstance(kind, type) and issubclass(kind, enum.Enum)):
+            raise AssertionError(f"{record.__name__}.{spec.name}: no strategy draws it; add one here")
+        drawn[spec.name] = draw(st.sampled_from(kind))
+    return record(**drawn)
 
 
 @st.composite
@@ -65,7 +83,7 @@ def kernels(draw: st.DrawFn) -> VMKernelConfig:
     in_ram = st.sampled_from(regions).flatmap(lambda r: st.integers(r.gpa, r.end - 1))
     optional_addr = st.none() | in_ram
     bios_path = draw(st.none() | paths)
-    return VMKernelConfig(
+    drawn = dict(
         entry_point=draw(uints),  # outside RAM it is only a warning
         kernel_path=draw(paths),
         kernel_load_addr=draw(in_ram),
@@ -80,6 +98,7 @@ def kernels(draw: st.DrawFn) -> VMKernelConfig:
         cmdline=draw(st.none() | texts),
         disk_path=draw(st.none() | paths),
     )
+    return complete(draw, VMKernelConfig, drawn)
 
 
 @st.composite
@@ -88,16 +107,17 @@ def bases(draw: st.DrawFn) -> VMBaseConfig:
     few = cpus <= 8  # host CPU lists, one entry per vCPU, only for a few vCPUs: drawing 256 is slow
     per_cpu = st.lists(small_uints, min_size=cpus, max_size=cpus).map(tuple) if few else st.none()
     masks = st.lists(st.integers(1, U64), min_size=cpus, max_size=cpus).map(tuple) if few else st.none()
-    return VMBaseConfig(
-        draw(uints),
-        draw(names),
-        draw(st.sampled_from(VMType)),
-        cpus,
-        draw(st.none() | per_cpu),
-        draw(st.none() | masks),
-        draw(st.sampled_from(Arch)),
-        draw(st.sampled_from(BackendKind)),
+    drawn = dict(
+        id=draw(uints),
+        name=draw(names),
+        vm_type=draw(st.sampled_from(VMType)),
+        cpu_num=cpus,
+        phys_cpu_ids=draw(st.none() | per_cpu),
+        phys_cpu_sets=draw(st.none() | masks),
+        arch=draw(st.sampled_from(Arch)),
+        backend=draw(st.sampled_from(BackendKind)),
     )
+    return complete(draw, VMBaseConfig, drawn)
 
 
 @st.composite
@@ -108,18 +128,21 @@ def emu_devices(draw: st.DrawFn) -> EmulatedDeviceConfig:
     return EmulatedDeviceConfig(draw(texts), base, length, draw(small_uints), draw(st.integers(0, 0xFF)), cfg)
 
 
-devices = st.builds(
-    VMDevicesConfig,
-    emu_devices=st.lists(emu_devices(), max_size=3).map(tuple),
-    passthrough_devices=st.lists(
-        st.builds(PassThroughDeviceConfig, texts, uints, uints, uints, small_uints), max_size=2
-    ).map(tuple),
-    interrupt_mode=st.sampled_from(VMInterruptMode),
-    excluded_devices=st.lists(st.lists(texts, max_size=3).map(tuple), max_size=3).map(tuple),
-    passthrough_addresses=st.lists(st.builds(PassThroughAddressConfig, uints, uints), max_size=2).map(tuple),
-    netdevs=st.dictionaries(texts, texts.filter(bool), max_size=3).map(lambda d: tuple(d.items())),
-)
-configs = st.builds(AxVMCrateConfig, bases(), kernels(), devices)
+@st.composite
+def devices(draw: st.DrawFn) -> VMDevicesConfig:
+    passthrough = st.builds(PassThroughDeviceConfig, texts, uints, uints, uints, small_uints)
+    drawn = dict(
+        emu_devices=tuple(draw(st.lists(emu_devices(), max_size=3))),
+        passthrough_devices=tuple(draw(st.lists(passthrough, max_size=2))),
+        interrupt_mode=draw(st.sampled_from(VMInterruptMode)),
+        excluded_devices=tuple(draw(st.lists(st.lists(texts, max_size=3).map(tuple), max_size=3))),
+        passthrough_addresses=tuple(draw(st.lists(st.builds(PassThroughAddressConfig, uints, uints), max_size=2))),
+        netdevs=tuple(draw(st.dictionaries(texts, texts.filter(bool), max_size=3)).items()),
+    )
+    return complete(draw, VMDevicesConfig, drawn)
+
+
+configs = st.builds(AxVMCrateConfig, bases(), kernels(), devices())
 
 
 def sections(config: AxVMCrateConfig) -> tuple[object, ...]:
