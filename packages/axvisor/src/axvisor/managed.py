@@ -227,7 +227,7 @@ class ManagedVm:
                 vm.request_pause()
             except Exception:  # not Running: it is being rebuilt or ending; the gate still holds
                 for vcpu in vm.vcpus:
-                    vcpu.arch.kick()
+                    vcpu.kick()
             parked = self.gate.wait_parked(lambda: self._live_vcpus(supervisor), timeout, lambda: supervisor.ended)
             if not parked and supervisor.ended:
                 self.gate.release()
