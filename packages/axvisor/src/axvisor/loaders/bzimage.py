@@ -11,6 +11,7 @@ import bz2
 import gzip
 import lzma
 import struct
+import zlib
 from dataclasses import dataclass
 
 import zstandard
@@ -19,6 +20,8 @@ HDRS_MAGIC = b"HdrS"
 SETUP_HEADER = 0x1F1
 XLF_KERNEL_64 = 1 << 0
 MIN_PROTOCOL = 0x0208
+HEADER_FIELDS_END = 0x264
+"""The end of the last setup-header field read here (init_size at 0x260)."""
 """2.08 added payload_offset/length; 2.12 added xloadflags. Debian's kernels speak 2.15."""
 
 
@@ -50,7 +53,7 @@ class BzImage:
                 return bz2.decompress(payload)
             if payload.startswith(b"\x28\xb5\x2f\xfd"):  # zstd, Debian's choice since trixie
                 return _zstd_decompress(payload)
-        except (OSError, lzma.LZMAError, EOFError, zstandard.ZstdError) as error:
+        except (OSError, lzma.LZMAError, EOFError, zlib.error, zstandard.ZstdError) as error:
             raise BzImageError(f"the kernel payload does not decompress: {error}") from None
         raise BzImageError(f"the kernel payload's compression (magic {payload[:4].hex()}) is not one of "
                            "gzip, xz, lzma, bzip2, zstd; boot it with in-guest decompression instead")
@@ -69,6 +72,8 @@ def is_bzimage(data: bytes) -> bool:
 def parse_bzimage(data: bytes) -> BzImage:
     if not is_bzimage(data):
         raise BzImageError("no 'HdrS' setup header at 0x202")
+    if len(data) < HEADER_FIELDS_END:
+        raise BzImageError(f"the setup header is cut short at {len(data):#x} bytes (truncated bzImage?)")
     protocol = struct.unpack_from("<H", data, 0x206)[0]
     if protocol < MIN_PROTOCOL:
         raise BzImageError(f"boot protocol {protocol >> 8}.{protocol & 0xFF:02d} is older than 2.08")

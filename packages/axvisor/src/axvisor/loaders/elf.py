@@ -38,6 +38,7 @@ def is_elf(data: bytes) -> bool:
 def parse_elf(data: bytes) -> ElfImage:
     # pyelftools takes a seventh of a second to import: only ELF images pay for it.
     from elftools.common.exceptions import ELFError
+    from elftools.construct.core import ConstructError  # what a note segment's parser raises, unwrapped
     from elftools.elf.elffile import ELFFile
     from elftools.elf.segments import NoteSegment
 
@@ -58,7 +59,7 @@ def parse_elf(data: bytes) -> ElfImage:
                     elif note["n_name"] == "Linux":
                         is_linux = True
         entry = elf.header["e_entry"]
-    except (ELFError, struct.error, ValueError, KeyError) as error:
+    except (ELFError, ConstructError, struct.error, ValueError, KeyError, OverflowError) as error:
         raise ElfFormatError(f"not a loadable ELF image: {error}") from None
     if not segments:
         raise ElfFormatError("the ELF image has no PT_LOAD segment")

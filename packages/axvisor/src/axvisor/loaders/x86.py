@@ -72,7 +72,11 @@ def _linux_plan(config: AxVMCrateConfig, header: bytes, entry: int) -> BootPlan:
 
 
 def _load_segments(plan: ImagePlan, image: ElfImage) -> None:
+    ram = sum(region.size for region in plan.config.kernel.memory_regions)
     for addr, data, memsz in image.segments:  # placed by the ELF's own addresses
+        if memsz > ram:  # p_memsz comes from the file (up to 2^64): refuse it before padding allocates it
+            raise ElfFormatError(f"an ELF segment of {memsz:#x} bytes at {addr:#x} is larger than all guest RAM "
+                                 f"({ram:#x} bytes)")
         plan.add(f"{KERNEL} (ELF segment)", addr, data.ljust(memsz, b"\0"), KEY)
 
 
