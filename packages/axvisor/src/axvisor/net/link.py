@@ -219,7 +219,7 @@ class FrameLink:
                 return False
             if frame is None:
                 return True
-            if len(frame) > MAX_FRAME_SIZE:
+            if not frame or len(frame) > MAX_FRAME_SIZE:  # an empty datagram carries no frame
                 self.rx_dropped += 1
                 continue
             self._offer(frame)
