@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
 from axaddrspace import AccessWidth, AddrSpaceError, GuestMemoryRegion, GuestPhysAddr, MappingFlags
 from axvcpu import Halt, Nothing
+from axvcpu.riscv_sbi import SbiCodeFence
 
 from .riscv_asm import RAM_BASE, encode, requires_riscv_toolchain
 from .soft_machine import DATA, U64, UART, FakeMmio, SoftMachine
@@ -184,6 +185,7 @@ def test_sbi_calls_that_announce_new_code_make_every_hart_drop_translations(
     machines: list[SoftMachine], priv: int, a7: int, a6: int, announces: bool
 ) -> None:
     m = build(machines, ECALL_PROGRAM)
+    m.backend.set_ecall_observer(SbiCodeFence())  # what the riscv virt machine installs
     m.run_until_halt()
     before, flushes = m.backend.code_generation, m.vcpu.translation_flushes
     m.vcpu.set_register("a7", a7)
@@ -194,6 +196,51 @@ def test_sbi_calls_that_announce_new_code_make_every_hart_drop_translations(
     assert m.backend.code_generation == before + int(announces)
     # Every hart, the caller included, compares generations between slices (here at its wfi).
     assert m.vcpu.translation_flushes == flushes + int(announces)
+
+
+class RecordingObserver:
+    """An ecall observer that notes what it was shown and answers as told."""
+
+    def __init__(self, answer: bool) -> None:
+        self.answer = answer
+        self.calls: list[tuple[int, int, int, int]] = []
+
+    def on_ecall(self, hart: int, priv: int, gpr: Callable[[int], int]) -> bool:
+        self.calls.append((hart, priv, gpr(17), gpr(0)))
+        return self.answer
+
+
+@pytest.mark.parametrize("answer", [True, False])
+def test_the_ecall_observer_sees_the_hart_its_privilege_and_registers_and_decides_the_flush(
+    machines: list[SoftMachine], answer: bool
+) -> None:
+    m = build(machines, ECALL_PROGRAM, harts=2)
+    observer = RecordingObserver(answer)
+    m.backend.set_ecall_observer(observer)
+    m.run_until_halt(hart=1)
+    m.vcpus[1].set_register("a7", 0x1234)
+    m.vcpus[1].set_register("priv", 1)
+    m.vcpus[1].set_register("pc", m.sym("ecall_site"))
+    m.run_until_halt(hart=1)
+    assert observer.calls == [(1, 1, 0x1234, 0)]
+    assert m.reg("a1", 1) == 9  # the trap is entered whatever the observer says
+    assert m.backend.code_generation == int(answer)
+    m.run_until_halt(hart=0)  # the other hart compares generations between slices
+    assert m.vcpus[0].translation_flushes == int(answer)
+
+
+def test_without_an_ecall_observer_no_ecall_drops_translations(machines: list[SoftMachine]) -> None:
+    """The CPU model knows no firmware ABI: an SBI remote fence.i is just an ecall to it."""
+    m = build(machines, ECALL_PROGRAM)
+    m.run_until_halt()
+    assert m.backend.ecall_observer is None
+    m.vcpu.set_register("a7", 0x5246_4E43)  # SBI RFENCE
+    m.vcpu.set_register("a6", 0)  # remote_fence_i
+    m.vcpu.set_register("priv", 1)
+    m.vcpu.set_register("pc", m.sym("ecall_site"))
+    m.run_until_halt()
+    assert m.reg("a1") == 9
+    assert (m.backend.code_generation, m.vcpu.translation_flushes) == (0, 0)
 
 
 def test_ecall_from_s_is_not_delegated_by_the_u_bit(machines: list[SoftMachine]) -> None:

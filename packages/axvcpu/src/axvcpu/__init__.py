@@ -1,6 +1,7 @@
 """axvcpu: the virtual CPU, its exit reasons, its lifecycle and the backend interface."""
 
 from .arch import ArchVCpu
+from .ecall import EcallObserver, GprReader
 from .errors import PendingReadError
 from .exits import (
     READ_EXITS,
@@ -35,8 +36,10 @@ __all__ = [
     "AxVCpuExitReason",
     "CpuDown",
     "CpuUp",
+    "EcallObserver",
     "ExternalInterrupt",
     "FailEntry",
+    "GprReader",
     "Halt",
     "Hypercall",
     "IllegalTransition",

@@ -1,7 +1,15 @@
 """axvm: the VM config schema, VM composition, lifecycle and exit dispatch."""
 
 from .backend import GuestClock, ScriptedBackend, VmBackend
-from .capabilities import BackendCapabilities, HartLines, InlineMmio, IrqLines, MachineClock, MissingCapability
+from .capabilities import (
+    BackendCapabilities,
+    EcallHook,
+    HartLines,
+    InlineMmio,
+    IrqLines,
+    MachineClock,
+    MissingCapability,
+)
 from .config import (
     Arch,
     AxVMCrateConfig,
@@ -35,6 +43,7 @@ __all__ = [
     "DeviceContext",
     "DeviceManager",
     "DeviceOwner",
+    "EcallHook",
     "GuestClock",
     "Handled",
     "HartLines",

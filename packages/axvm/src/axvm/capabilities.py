@@ -2,12 +2,13 @@
 
 Backends differ in how devices reach the CPU: KVM has numbered interrupt lines into its
 in-kernel irqchip; the soft riscv backend has no irqchip (the PLIC and CLINT are devices) but
-drives each hart's MIP bits, keeps the machine timer and serves MMIO inline. Each of these is
-one Protocol here. ``BackendCapabilities.of(backend)`` asks once, with ``isinstance`` on the
-runtime-checkable Protocols, and hands the machine a typed record in which a missing
-capability is ``None``; the machine then uses its documented fallback or raises
-``MissingCapability`` naming the backend and what it lacks. Backends in axvcpu satisfy the
-Protocols structurally: they import nothing from axvm.
+drives each hart's MIP bits, keeps the machine timer, serves MMIO inline and lets the machine
+watch ecalls (to know when translated code goes stale). Each of these is one Protocol here.
+``BackendCapabilities.of(backend)`` asks once, with ``isinstance`` on the runtime-checkable
+Protocols, and hands the machine a typed record in which a missing capability is ``None``;
+the machine then uses its documented fallback or raises ``MissingCapability`` naming the
+backend and what it lacks. Backends in axvcpu satisfy the Protocols structurally: they import
+nothing from axvm.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Protocol, runtime_checkable
 
 from axaddrspace import AccessWidth
 from axdevice import IrqLine
+from axvcpu import EcallObserver
 
 from .backend import VmBackend
 
@@ -65,6 +67,15 @@ class InlineMmio(Protocol):
     def set_mmio_handler(self, ranges: list[tuple[int, int]], handler: MmioHandler) -> None: ...
 
 
+@runtime_checkable
+class EcallHook(Protocol):
+    """The backend tells an observer of every guest ecall, which answers whether every hart must
+    drop its translated code (axvcpu's ``EcallObserver``): the riscv machine installs the one
+    that knows SBI, so the CPU model needs to know no firmware ABI."""
+
+    def set_ecall_observer(self, observer: EcallObserver | None) -> None: ...
+
+
 @dataclass(frozen=True)
 class BackendCapabilities:
     """One backend's capabilities, asked once; ``None`` where it lacks one."""
@@ -75,6 +86,7 @@ class BackendCapabilities:
     hart_lines: HartLines | None = None
     clock: MachineClock | None = None
     inline_mmio: InlineMmio | None = None
+    ecall_hook: EcallHook | None = None
 
     @classmethod
     def of(cls, backend: VmBackend) -> BackendCapabilities:
@@ -84,6 +96,7 @@ class BackendCapabilities:
             hart_lines=backend if isinstance(backend, HartLines) else None,
             clock=backend if isinstance(backend, MachineClock) else None,
             inline_mmio=backend if isinstance(backend, InlineMmio) else None,
+            ecall_hook=backend if isinstance(backend, EcallHook) else None,
         )
 
     def need_irq_lines(self, who: str) -> IrqLines:

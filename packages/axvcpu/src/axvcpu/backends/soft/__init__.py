@@ -1,6 +1,7 @@
 """The soft backend: riscv64 guests on the unicorn engine, one engine per hart, one shared RAM."""
 
 from .backend import DEFAULT_SLICE_INSTRUCTIONS, MTIME_HZ, MmioHandler, SoftRiscvBackend, TurnLock, page_windows
+from .hart_context import HartContext
 from .riscv64 import RiscvSoftVCpu
 from .riscv_irq import (
     IRQ_MEIP,
@@ -24,6 +25,7 @@ __all__ = [
     "IRQ_SSIP",
     "IRQ_STIP",
     "MTIME_HZ",
+    "HartContext",
     "HartIdError",
     "HartInterrupts",
     "HartLine",

@@ -23,9 +23,10 @@ from collections.abc import Iterable
 
 from axaddrspace import PAGE_SIZE
 
+from ...ecall import EcallObserver
+from .hart_context import HartContext, MmioHandler, TurnLock
 from .riscv64 import RiscvSoftVCpu
 from .riscv_irq import MIP_BITS, HartInterrupts, HartLine
-from .shared import MmioHandler, SharedHarts, TurnLock
 from .stage2 import SoftStage2
 
 __all__ = ["DEFAULT_SLICE_INSTRUCTIONS", "MTIME_HZ", "MmioHandler", "SoftRiscvBackend", "TurnLock", "page_windows"]
@@ -83,7 +84,7 @@ class SoftRiscvBackend:
         """While the VM is paused: the monotonic time the clock stopped at (``pause_clock``)."""
         self._stage2 = SoftStage2()
         turns = TurnLock() if num_harts > 1 and not parallel else None
-        self._shared = SharedHarts(self._stage2, self.mtime, mmio_exits, turns)
+        self._context = HartContext(self._stage2, self.mtime, mmio_exits, turns)
         self._irqs = [HartInterrupts(self.mtime, self._mtime_deadline) for _ in range(num_harts)]
         self._lines: dict[tuple[int, int], HartLine] = {}
         self._lines_lock = threading.Lock()  # not _lock: device handlers may ask for lines mid-slice
@@ -97,20 +98,21 @@ class SoftRiscvBackend:
 
     @property
     def mmio_exits(self) -> bool:
-        return self._shared.mmio_exits
+        return self._context.mmio_exits
 
     @property
     def turns(self) -> TurnLock | None:
-        return self._shared.turns
+        return self._context.turns
 
     @property
     def code_generation(self) -> int:
-        """Bumped by a hart when the guest announces code other harts must see."""
-        return self._shared.code_generation
+        """Bumped by a hart when the guest announces code other harts must see (the ecall
+        observer says when)."""
+        return self._context.code_generation
 
     @property
     def mmio_handler(self) -> MmioHandler | None:
-        return self._shared.mmio_handler
+        return self._context.mmio_handler
 
     def create_vcpu(self, vcpu_id: int) -> RiscvSoftVCpu:
         """Hart ``vcpu_id`` (mhartid reads it), on a new engine with every RAM mapping so far."""
@@ -118,7 +120,7 @@ class SoftRiscvBackend:
         with self._lock:
             if vcpu_id in self._vcpus:
                 raise ValueError(f"hart {vcpu_id} already has a vCPU")
-            vcpu = RiscvSoftVCpu(self._shared, vcpu_id, self._irqs[vcpu_id], self.slice_instructions)
+            vcpu = RiscvSoftVCpu(self._context, vcpu_id, self._irqs[vcpu_id], self.slice_instructions)
             try:
                 self._stage2.attach(vcpu)
                 vcpu.set_mmio_windows(self._windows)
@@ -135,10 +137,19 @@ class SoftRiscvBackend:
         """Serve ``(start, size)`` device windows inline with ``handler`` on every hart."""
         windows = page_windows(ranges)
         with self._lock:
-            self._shared.mmio_handler = handler
+            self._context.mmio_handler = handler
             self._windows = windows
             for vcpu in self._vcpus.values():
                 vcpu.set_mmio_windows(windows)
+
+    def set_ecall_observer(self, observer: EcallObserver | None) -> None:
+        """Tell ``observer`` of every guest ecall (None: no one); when it answers True, every hart
+        drops its translated code. The riscv machine installs the SBI-aware one, ``SbiCodeFence``."""
+        self._context.ecall_observer = observer
+
+    @property
+    def ecall_observer(self) -> EcallObserver | None:
+        return self._context.ecall_observer
 
     def hart_line(self, hart: int, bit: int) -> HartLine:
         """The line driving MIP bit ``bit`` (1 SSIP, 3 MSIP, 5 STIP, 7 MTIP, 9 SEIP, 11 MEIP) of ``hart``."""

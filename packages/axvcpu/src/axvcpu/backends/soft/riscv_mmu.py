@@ -1,10 +1,11 @@
 """The riscv64 page-table walk in Python, over the VM's guest memory.
 
 The backend reads guest memory itself in two places: the instruction at a faulting PC (to
-decode it) and page-table entries (to tell which page of a page-crossing access faulted). Both
-read through the VM's one ``GuestMemory``, typed here as the read-only ``GuestMemoryReader``:
-the walk never sees a host address, reads nothing but 8-byte PTEs inside that memory, and can
-be tested on a plain ``GuestMemory`` with no engine (this module imports no unicorn).
+decode it; ``read_virtual``) and page-table entries (to tell which page of a page-crossing
+access faulted; ``faulting_address``). Both read through the VM's one ``GuestMemory``, typed
+here as the read-only ``GuestMemoryReader``: the walk never sees a host address, reads nothing
+but 8-byte PTEs inside that memory, and can be tested on a plain ``GuestMemory`` with no engine
+(this module imports no unicorn).
 
 ``translate`` follows the privileged spec's "Virtual Address Translation Process" (section
 4.3.2, Sv39; 4.4 Sv48): satp.MODE selects the scheme, MPRV/MPP give the effective privilege of
@@ -31,6 +32,7 @@ _MSTATUS_SUM = 1 << 18
 _MSTATUS_MXR = 1 << 19
 _SATP_MODE_LEVELS = {8: 3, 9: 4}  # Sv39, Sv48
 _PPN_MASK = (1 << 44) - 1
+_U64 = (1 << 64) - 1
 
 
 class Access(enum.Enum):
@@ -141,3 +143,22 @@ def faulting_address(
     if translate(mem, va, access, priv=priv, satp=satp, mstatus=mstatus) is None:
         return va
     return (last >> PAGE_SHIFT) << PAGE_SHIFT
+
+
+def read_virtual(
+    mem: GuestMemoryReader, va: int, size: int, access: Access, *, priv: int, satp: int, mstatus: int
+) -> bytes | None:
+    """``size`` bytes at virtual ``va`` as a hart at ``priv`` with these CSRs sees them, page by
+    page, or None where any byte does not translate or is not RAM. The address wraps at 2^64."""
+    va &= _U64
+    out = b""
+    while size > 0:
+        n = min(size, PAGE_SIZE - (va & (PAGE_SIZE - 1)))
+        pa = translate(mem, va, access, priv=priv, satp=satp, mstatus=mstatus)
+        chunk = None if pa is None else read_phys(mem, pa, n)
+        if chunk is None:
+            return None
+        out += chunk
+        va = (va + n) & _U64
+        size -= n
+    return out

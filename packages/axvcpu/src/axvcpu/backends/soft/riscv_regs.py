@@ -77,6 +77,7 @@ if _uclib is not None and hasattr(_uclib, "uc_vmem_read"):  # unicorn >= 2.1; no
     )(("uc_vmem_read", _uclib))
 
 _CSR_ID_SET = frozenset(CSR_IDS.values())
+_X0 = rc.UC_RISCV_REG_X0
 _U64 = (1 << 64) - 1
 _BATCH_MAX = 16
 
@@ -198,6 +199,34 @@ class RegFile:
 
     def is_csr(self, regid: int) -> bool:
         return regid in _CSR_ID_SET
+
+    # -- by name ------------------------------------------------------------------------------------
+
+    def by_name(self, name: str, value: int | None = None) -> int:
+        """Register ``name`` ("pc", "priv", an x/f/ABI name or a CSR in ``CSR_IDS``), written
+        first when ``value`` is given; KeyError naming it for anything else. x0 stays zero."""
+        if name == "pc":
+            if value is not None:
+                self.set_pc(value)
+            return self.pc
+        if name == "priv":
+            if value is not None:
+                self.set_priv(value)
+            return self.priv
+        regid = GPR_IDS.get(name) or FPR_IDS.get(name)
+        if regid is not None:
+            if value is not None and regid != _X0:
+                self.write(regid, value)
+            return self.read(regid) if regid != _X0 else 0
+        regid = CSR_IDS.get(name)
+        if regid is None:
+            raise KeyError(f"riscv64 soft vCPU has no register {name!r}")
+        if value is not None:
+            if name == "mhartid":
+                set_mhartid(self._uc, self, value)
+            else:
+                self.write_csr(regid, value)
+        return self.read_csr(regid)
 
     # -- guest memory through the engine's MMU ------------------------------------------------------
 

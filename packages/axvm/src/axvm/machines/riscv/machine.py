@@ -3,9 +3,11 @@ the PLIC, and the boot registers stock firmware expects (a0 = hart id, a1 = devi
 OpenSBI's FW_DYNAMIC build a2 = struct fw_dynamic_info).
 
 The CPU side comes from the backend's capabilities: ``HartLines`` drive a hart's MIP bit (the
-CLINT's MSIP, the PLIC's MEIP/SEIP), ``MachineClock`` is the timer, and with ``InlineMmio`` the
-backend serves the guest's device accesses from inside its run through the device manager. Each
-has a defined fallback, so the machine also composes on a backend with none of them (the
+CLINT's MSIP, the PLIC's MEIP/SEIP), ``MachineClock`` is the timer, with ``InlineMmio`` the
+backend serves the guest's device accesses from inside its run through the device manager, and
+with ``EcallHook`` the machine installs ``SbiCodeFence``: the guest's firmware interface is SBI,
+whose remote fence.i and hart start tell a software CPU to drop translated code on every hart.
+Each has a defined fallback, so the machine also composes on a backend with none of them (the
 scripted one ``axvisor check`` uses): interrupt outputs go nowhere, mtime reads 0 and timer
 compares are ignored, and device accesses come back as MMIO exits, which ``AxVM.run_vcpu``
 hands to the same device manager.
@@ -29,6 +31,7 @@ from axdevice import (
     Uart16550Mmio,
 )
 from axdevice.types import EmuDeviceType
+from axvcpu.riscv_sbi import SbiCodeFence
 
 from ...capabilities import MachineClock
 from ...config import Arch, AxVMCrateConfig, BiosProtocol
@@ -99,6 +102,9 @@ class RiscvVirtMachine:
         inline = target.backend.inline_mmio
         if inline is not None:
             inline.set_mmio_handler(target.devices.mmio_windows(), target.devices)
+        ecall_hook = target.backend.ecall_hook
+        if ecall_hook is not None:
+            ecall_hook.set_ecall_observer(SbiCodeFence())
         config, memory = target.config, target.memory
         dtb_addr, generated = device_tree_address(config)
         if generated:

@@ -1,9 +1,18 @@
-"""What the harts of one soft VM share, handed to each hart instead of the backend itself.
+"""``HartContext``: what the harts of one soft VM share, handed to each hart at its creation.
 
-A hart reads the VM's clock, RAM (stage-2), MMIO handler and turn lock, and bumps the code
-generation when the guest announces code other harts must see. Holding this object, not the
-``SoftRiscvBackend``, keeps ``riscv64`` from importing ``backend`` (which creates the harts),
-so the two modules form no import cycle.
+Theory of operation. The backend builds one ``HartContext`` and passes it to every
+``RiscvSoftVCpu`` it creates; a hart holds the context, never the backend. Both ``backend``
+and ``riscv64`` import this module and neither imports the other's caller, so the package's
+import graph has no cycle (tests/test_layering.py checks it). What lives here:
+
+- the VM's RAM (``stage2``, whose attached guest memory the harts decode and walk through);
+- the clock (``mtime``) rdtime reads;
+- the turn lock harts hold around a slice (``turns``);
+- the MMIO handler serving device windows inline, or ``mmio_exits`` without one;
+- the code generation: bumped when the guest announces code other harts must see, compared
+  by every hart between slices (a newer value drops its translations);
+- the ecall observer the machine installs (``EcallObserver``), which decides which ecalls
+  announce new code: the CPU model itself knows no firmware ABI.
 """
 
 from __future__ import annotations
@@ -15,6 +24,7 @@ from typing import Protocol
 
 from axaddrspace import AccessWidth
 
+from ...ecall import EcallObserver
 from .stage2 import SoftStage2
 
 
@@ -48,7 +58,7 @@ class TurnLock:
 
 
 @dataclass(eq=False)
-class SharedHarts:
+class HartContext:
     """The state every hart of one VM reads, and the code generation they bump."""
 
     stage2: SoftStage2
@@ -59,6 +69,8 @@ class SharedHarts:
     turns: TurnLock | None
     """Held around each slice when harts take turns; None when they run in parallel."""
     code_generation: int = 0
-    """Bumped when the guest announces code other harts must see (SBI remote fence.i, hart
-    start); each engine drops its translations when it sees a newer value."""
+    """Bumped when the guest announces code other harts must see (``ecall_observer`` says
+    when); each engine drops its translations when it sees a newer value."""
     mmio_handler: MmioHandler | None = None
+    ecall_observer: EcallObserver | None = None
+    """Told of every ecall before its trap is entered; None: no ecall announces new code."""

@@ -1,0 +1,47 @@
+"""``SbiCodeFence``: the riscv SBI calls after which every hart must drop its translated code.
+
+Theory of operation. A supervisor asks the firmware for services with ``ecall`` from S mode;
+the SBI specification (section "Binary Encoding") puts the extension ID in a7 and the
+function ID in a6. Two kinds of call tell the firmware that other harts must run code RAM
+holds now:
+
+- remote fence.i: the RFENCE extension's function 0, or legacy extension 5 (legacy calls
+  have no function ID): Linux follows code it wrote (modules, kprobes) with one;
+- hart start: the HSM extension's function 0: the started hart runs code the caller may have
+  just written (Linux's secondary entry).
+
+The riscv virt machine (axvm) installs this observer on a soft backend; the CPU model knows
+none of it (see ``axvcpu.ecall``). The module imports no engine.
+"""
+
+from __future__ import annotations
+
+from .ecall import GprReader
+
+PRIV_S = 1
+"""Supervisor mode, where SBI calls come from (privileged spec 1.2)."""
+SBI_EXT_LEGACY_REMOTE_FENCE_I = 0x05
+SBI_EXT_RFENCE = 0x5246_4E43  # "RFNC"
+SBI_RFENCE_REMOTE_FENCE_I = 0
+SBI_EXT_HSM = 0x0048_534D  # "HSM"
+SBI_HSM_HART_START = 0
+_A6, _A7 = 16, 17
+
+
+class SbiCodeFence:
+    """An ``EcallObserver``: True for an S-mode SBI remote fence.i or hart start."""
+
+    def on_ecall(self, hart: int, priv: int, gpr: GprReader) -> bool:
+        if priv != PRIV_S:
+            return False  # from U mode an ecall goes to the supervisor; from M, nowhere SBI
+        extension = gpr(_A7)
+        if extension == SBI_EXT_LEGACY_REMOTE_FENCE_I:
+            return True
+        if extension == SBI_EXT_RFENCE:
+            return gpr(_A6) == SBI_RFENCE_REMOTE_FENCE_I
+        if extension == SBI_EXT_HSM:
+            return gpr(_A6) == SBI_HSM_HART_START
+        return False
+
+    def __repr__(self) -> str:
+        return "SbiCodeFence()"
