@@ -16,9 +16,10 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+import pexpect
 import pytest
 
-from .vmm_watch import OUTPUTS
+from .vmm_watch import OUTPUTS, watch
 
 ROOT = Path(__file__).parent.parent
 UBOOT = ROOT / "configs" / "vms" / "uboot-riscv64-virt-smp1.toml"
@@ -106,6 +107,31 @@ def test_ctl_operates_the_served_vm(server: tuple[Path, int, Path]) -> None:
     assert ctl(sock, "vm", "resume", "41").returncode == 0
     result = ctl(sock, "vm", "show", "-s", "41")
     assert result.returncode == 0 and "Running" in result.stdout and "console bytes" in result.stdout
+
+
+def test_ctl_console_attaches_over_the_websocket(server: tuple[Path, int, Path]) -> None:
+    sock, _, _ = server
+    child = watch(
+        pexpect.spawn(
+            sys.executable,
+            ["-m", "axvisor", "ctl", "--sock", str(sock), "vm", "console", "41"],
+            cwd=str(ROOT),
+            timeout=120,
+            encoding="utf-8",
+            codec_errors="replace",
+        )
+    )
+    try:
+        child.expect_exact("Ctrl-A x detaches")
+        child.send(" \r")  # stops the autoboot countdown if it still runs
+        child.send("setenv x 12; echo X${x}Y\r")
+        child.expect_exact("X12Y")
+        child.send("\x01x")
+        child.expect_exact("[axvisor] detached")
+        child.expect(pexpect.EOF)
+    finally:
+        child.close(force=True)
+    assert child.exitstatus == 0
 
 
 def test_ctl_statuses_for_misuse_and_refusals(server: tuple[Path, int, Path]) -> None:
