@@ -8,7 +8,14 @@ import pytest
 from test_virtio_driver import VirtioDriver
 
 from axaddrspace import AccessWidth
-from axdevice.virtio import MAX_FRAME_SIZE, DeviceStatus, RecordingNetBackend, VirtioNet, VirtioNetState
+from axdevice.virtio import (
+    MAX_FRAME_SIZE,
+    DeviceStatus,
+    RecordingNetBackend,
+    RxResult,
+    VirtioNet,
+    VirtioNetState,
+)
 from axdevice.virtio import mmio as m
 from axdevice.virtio.net import device as net
 from axdevice.virtio.net.device import RECEIVEQ, TRANSMITQ
@@ -72,7 +79,7 @@ def test_receive_writes_header_and_frame() -> None:
     driver = start()
     _, (a, b) = driver.post(RECEIVEQ, writable=[10, 1526])
     driver.kick(RECEIVEQ)
-    assert driver.device.receive_frame(FRAME)
+    assert driver.device.receive_frame(FRAME) is RxResult.DELIVERED
     assert driver.used(RECEIVEQ) == [(0, 12 + len(FRAME))]
     data = driver.memory.read(a, 10) + driver.memory.read(b, 2 + len(FRAME))
     assert struct.unpack("<BBHHHHH", data[:12]) == (0, 0, 0, 0, 0, 0, 1)
@@ -82,26 +89,28 @@ def test_receive_writes_header_and_frame() -> None:
 def test_receive_drops_without_buffer_too_big_or_link_down() -> None:
     driver = start()
     rx = driver.device
-    assert not rx.receive_frame(FRAME)  # no buffer posted
+    assert rx.receive_frame(FRAME) is RxResult.NO_BUFFER  # nothing posted: not taken, not counted
+    assert rx.rx_dropped == 0
     driver.post(RECEIVEQ, writable=[20])
-    assert not rx.receive_frame(bytes(MAX_FRAME_SIZE + 1))  # never taken a buffer
-    assert not rx.receive_frame(FRAME)  # buffer too small: returned empty
+    assert rx.receive_frame(bytes(MAX_FRAME_SIZE + 1)) is RxResult.DROPPED  # never taken a buffer
+    assert rx.receive_frame(FRAME) is RxResult.DROPPED  # buffer too small: returned empty
     assert driver.used(RECEIVEQ) == [(0, 0)]
     driver.post(RECEIVEQ, writable=[1600])
     rx.set_link(False)
-    assert not rx.receive_frame(FRAME)
+    assert rx.receive_frame(FRAME) is RxResult.NO_BUFFER  # the buffer stays the driver's
     rx.set_link(True)
-    assert rx.receive_frame(FRAME)
-    assert rx.rx_dropped == 4 and rx.rx_frames == 1
+    assert rx.receive_frame(FRAME) is RxResult.DELIVERED
+    assert rx.rx_dropped == 2 and rx.rx_frames == 1
 
 
 def test_receive_before_driver_ok_or_after_reset() -> None:
     driver = VirtioDriver(VirtioNet(RecordingNetBackend()))
-    assert not driver.device.receive_frame(FRAME)
+    assert driver.device.receive_frame(FRAME) is RxResult.NO_BUFFER
     driver.init()
     driver.post(RECEIVEQ, writable=[1600])
     driver.write(m.STATUS, 0)
-    assert not driver.device.receive_frame(FRAME)
+    assert driver.device.receive_frame(FRAME) is RxResult.NO_BUFFER
+    assert driver.device.rx_dropped == 0
 
 
 def test_receive_into_broken_ring_needs_reset() -> None:
@@ -109,8 +118,8 @@ def test_receive_into_broken_ring_needs_reset() -> None:
     q = driver.queues[RECEIVEQ]
     driver.write_desc(q.desc, 0, 0, 64, 2)
     driver.make_available(RECEIVEQ, 0)
-    assert not driver.device.receive_frame(FRAME)
-    assert driver.status & DeviceStatus.DEVICE_NEEDS_RESET
+    assert driver.device.receive_frame(FRAME) is RxResult.DROPPED
+    assert driver.status & DeviceStatus.DEVICE_NEEDS_RESET and driver.device.rx_dropped == 1
 
 
 def test_loopback_between_two_devices() -> None:
@@ -120,7 +129,7 @@ def test_loopback_between_two_devices() -> None:
     a.post(TRANSMITQ, [HDR + FRAME])
     a.kick(TRANSMITQ)
     for frame in wire.frames:
-        assert b.device.receive_frame(frame)
+        assert b.device.receive_frame(frame) is RxResult.DELIVERED
     ((_, used),) = b.used(RECEIVEQ)
     assert used == 12 + len(FRAME)
 

@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
+from axdevice.virtio import RxResult
 from axvisor.net import RX_BACKLOG_FRAMES, RX_HEAD_ATTEMPTS, DgramBackend, NetBackendError
 
 WAIT = 5.0
@@ -24,13 +25,13 @@ class Receiver:
         self.offers = 0
         self._cond = threading.Condition()
 
-    def __call__(self, frame: bytes) -> bool:
+    def __call__(self, frame: bytes) -> RxResult:
         with self._cond:
             self.offers += 1
             if self.accepting:
                 self.frames.append(frame)
             self._cond.notify_all()
-            return self.accepting
+            return RxResult.DELIVERED if self.accepting else RxResult.NO_BUFFER
 
     def wait_for(self, predicate: Callable[[Receiver], bool]) -> None:
         with self._cond:
@@ -160,7 +161,7 @@ def test_a_failing_deliver_is_counted_and_the_link_goes_on(pair) -> None:
     a, b = pair
     at_b = Receiver()
 
-    def deliver(data: bytes) -> bool:
+    def deliver(data: bytes) -> RxResult:
         if data == frame(1):
             raise RuntimeError("bug in the device")
         return at_b(data)

@@ -22,7 +22,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from axdevice.virtio import DeviceStatus, VirtioNet
+from axdevice.virtio import DeviceStatus, RxResult, VirtioNet
 from axdevice.virtio.net.device import RECEIVEQ
 from axdevice.virtio.net.request import HEADER_SIZE, MAX_FRAME_SIZE
 from axvisor.net import DgramBackend
@@ -78,23 +78,27 @@ def accounted(link: FrameLink) -> int:
 @settings(max_examples=40)
 @given(
     sizes=st.lists(SIZES, min_size=1, max_size=12),
-    answers=st.lists(st.sampled_from(["take", "take", "refuse", "raise"]), max_size=12),
+    answers=st.lists(st.sampled_from(["take", "take", "refuse", "drop", "raise"]), max_size=12),
 )
 def test_every_datagram_is_counted_once_and_frames_arrive_whole_in_order(sizes: list[int], answers: list) -> None:
-    """``deliver`` plays the device: it takes, refuses (no buffer yet) or raises, as scripted."""
+    """``deliver`` plays the device: it takes, refuses (no buffer yet), drops or raises, as scripted."""
     sent = [frame_of(size, i) for i, size in enumerate(sizes)]
     taken: list[bytes] = []
     offered: list[bytes] = []
+    dropped_at: list[int] = []  # where in ``offered`` a frame was dropped
     script = iter(answers)
+    results = {"take": RxResult.DELIVERED, "refuse": RxResult.NO_BUFFER, "drop": RxResult.DROPPED}
 
-    def deliver(frame: bytes) -> bool:
+    def deliver(frame: bytes) -> RxResult:
         offered.append(frame)
         answer = next(script, "take")
         if answer == "raise":
             raise RuntimeError("device bug")
         if answer == "take":
             taken.append(frame)
-        return answer == "take"
+        if answer == "drop":
+            dropped_at.append(len(offered) - 1)
+        return results[answer]
 
     link = PairLink()
     try:
@@ -111,7 +115,9 @@ def test_every_datagram_is_counted_once_and_frames_arrive_whole_in_order(sizes: 
     assert all(1 <= len(frame) <= MAX_FRAME_SIZE for frame in offered), sorted({len(f) for f in offered})
     assert is_subsequence(taken, sent) and link.rx_frames == len(taken)
     assert link.rx_errors == answers[: len(offered)].count("raise")
-    assert accounted(link) == len(sent)
+    assert link.rx_dropped >= len(dropped_at) and accounted(link) == len(sent)
+    for at in dropped_at:  # a frame the device dropped is never offered again
+        assert offered[at] not in offered[at + 1 :]
 
 
 def is_subsequence(part: list[bytes], whole: list[bytes]) -> bool:
@@ -156,7 +162,7 @@ def test_peer_frames_reach_the_guest_buffers_whole(sizes: list[int], buffers: li
             posted[head] = (addr, size)
         driver.kick(RECEIVEQ)
 
-    def deliver(frame: bytes) -> bool:
+    def deliver(frame: bytes) -> RxResult:
         with lock:  # as axvm's deliver: receive_frame under the VM's device lock
             return device.receive_frame(frame)
 
@@ -168,9 +174,12 @@ def test_peer_frames_reach_the_guest_buffers_whole(sizes: list[int], buffers: li
     finally:
         link.close()
     assert link.rx_errors == 0  # the device never raised
+    assert link.rx_dropped >= device.rx_dropped  # what the device dropped, the link counted
+    used = driver.used(RECEIVEQ)
+    assert len(used) <= len(sent)  # a frame costs the guest at most one buffer
     assert not driver.status & DeviceStatus.DEVICE_NEEDS_RESET
     arrived = []
-    for head, length in driver.used(RECEIVEQ):
+    for head, length in used:
         addr, size = posted[head]
         assert length == 0 or HEADER_SIZE < length <= size
         if length:
@@ -192,7 +201,7 @@ def test_an_empty_udp_datagram_is_dropped_not_delivered() -> None:
     link = DgramBackend(("127.0.0.1", port), peer.getsockname())
     offered: list[bytes] = []
     try:
-        link.start(lambda frame: offered.append(frame) or True)
+        link.start(lambda frame: offered.append(frame) or RxResult.DELIVERED)
         peer.sendto(b"", ("127.0.0.1", port))
         peer.sendto(b"\x01" * 60, ("127.0.0.1", port))
         wait_until(lambda: accounted(link) == 2, "both datagrams to be read")
@@ -200,3 +209,34 @@ def test_an_empty_udp_datagram_is_dropped_not_delivered() -> None:
         link.close()
         peer.close()
     assert offered == [b"\x01" * 60] and (link.rx_frames, link.rx_dropped) == (1, 1)
+
+
+def test_a_frame_too_big_for_the_guest_buffers_costs_one_buffer() -> None:
+    """Regression: a 9000-byte frame and five 1526-byte buffers. The device returned the buffer it
+    took empty and said "not taken", so the link offered the frame again and again, each offer
+    costing a buffer, until none was left for the 100-byte frame behind it."""
+    big, small = frame_of(9000, 1), frame_of(100, 2)
+    link = PairLink()
+    lock = threading.Lock()
+    driver = driver_class()(VirtioNet(link, on_rx_buffers=link.rx_ready))
+    driver.init()
+    device = driver.device
+    with lock:
+        heads = [driver.post(RECEIVEQ, writable=[1526]) for _ in range(5)]
+        driver.kick(RECEIVEQ)
+
+    def deliver(frame: bytes) -> RxResult:
+        with lock:
+            return device.receive_frame(frame)
+
+    try:
+        link.start(deliver)
+        link.peer.send(big)
+        link.peer.send(small)
+        wait_until(lambda: link.rx_frames == 1 and link.rx_dropped == 1, "the small frame to arrive")
+    finally:
+        link.close()
+    (first, (_,)), (second, (addr,)) = heads[:2]
+    assert driver.used(RECEIVEQ) == [(first, 0), (second, HEADER_SIZE + len(small))]
+    assert driver.memory.read(addr + HEADER_SIZE, len(small)) == small
+    assert (device.rx_frames, device.rx_dropped, link.backlog) == (1, 1, 0)

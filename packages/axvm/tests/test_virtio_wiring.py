@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from axaddrspace import AccessWidth, GuestPhysAddr
+from axdevice import RxResult
 from axvcpu import MmioRead
 from axvm import AxVM, ConfigError, ScriptedBackend, parse_config
 from axvm.host import LocalHost
@@ -44,13 +45,13 @@ MAGIC = 0x7472_6976
 class FakeLink:
     def __init__(self) -> None:
         self.sent: list[bytes] = []
-        self.deliver: Callable[[bytes], bool] | None = None
+        self.deliver: Callable[[bytes], RxResult] | None = None
         self.closed = False
 
     def send(self, frame: bytes) -> None:
         self.sent.append(frame)
 
-    def start(self, deliver: Callable[[bytes], bool]) -> None:
+    def start(self, deliver: Callable[[bytes], RxResult]) -> None:
         self.deliver = deliver
 
     def rx_ready(self) -> None:

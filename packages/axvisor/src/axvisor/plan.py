@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
+from axdevice import RxResult
 from axvm import AxVM, AxVMCrateConfig, ConfigError, ScriptedBackend
 from axvm.host import HostNetLink, LocalHost
 
@@ -162,7 +163,7 @@ class _IdleLink:
     def send(self, frame: bytes) -> None:
         pass
 
-    def start(self, deliver: Callable[[bytes], bool]) -> None:
+    def start(self, deliver: Callable[[bytes], RxResult]) -> None:
         pass
 
     def rx_ready(self) -> None:

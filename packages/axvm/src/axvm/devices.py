@@ -22,6 +22,7 @@ from axdevice import (
     DiskImageError,
     EmuDeviceType,
     IrqLine,
+    RxResult,
     ScratchRegisters,
     SifiveTest,
     Uart16550,
@@ -147,7 +148,7 @@ def _virtio_net(config: EmulatedDeviceConfig, ctx: DeviceContext) -> BuiltDevice
     net = VirtioNet(link, mac, on_rx_buffers=link.rx_ready)
     lock = ctx.device_lock
 
-    def deliver(frame: bytes) -> bool:
+    def deliver(frame: bytes) -> RxResult:
         with lock:
             return net.receive_frame(frame)
 

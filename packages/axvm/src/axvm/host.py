@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
-from axdevice import BlockBackend, RawFileBackend
+from axdevice import BlockBackend, RawFileBackend, RxResult
 
 
 class HostNetLink(Protocol):
@@ -20,7 +20,7 @@ class HostNetLink(Protocol):
 
     def send(self, frame: bytes) -> None: ...
 
-    def start(self, deliver: Callable[[bytes], bool]) -> None: ...
+    def start(self, deliver: Callable[[bytes], RxResult]) -> None: ...
 
     def rx_ready(self) -> None: ...
 

@@ -5,7 +5,7 @@ from .console import VirtioConsole, VirtioConsoleState
 from .constants import DeviceId, DeviceStatus
 from .device import DeviceLink, VirtioDevice
 from .mmio import VirtioMmioTransport
-from .net import MAX_FRAME_SIZE, NetBackend, RecordingNetBackend, VirtioNet, VirtioNetState
+from .net import MAX_FRAME_SIZE, NetBackend, RecordingNetBackend, RxResult, VirtioNet, VirtioNetState
 from .queue import MAX_CHAIN_BYTES, MAX_INDIRECT_DESCRIPTORS, MAX_QUEUE_SIZE, DescriptorChain, QueueError, SplitQueue
 from .rng import MAX_RNG_REQUEST, VirtioRng, VirtioRngState
 from .state import QueueState, VirtioMmioState
@@ -28,6 +28,7 @@ __all__ = [
     "QueueState",
     "RawFileBackend",
     "RecordingNetBackend",
+    "RxResult",
     "SplitQueue",
     "VirtioBlk",
     "VirtioBlkState",

@@ -5,10 +5,13 @@ Theory of operation. A backend owns one host file descriptor that carries whole 
 VM's device lock: it writes the frame without blocking and never raises (a failure is counted in
 ``tx_errors``; the frame is lost, as on a congested wire). ``start(deliver)`` starts a daemon
 thread that waits in poll() for a frame and hands it to ``deliver(frame)``, which calls
-``VirtioNet.receive_frame`` under the device lock and returns False when the guest had no receive
-buffer for it. Such a frame waits in a backlog of at most ``RX_BACKLOG_FRAMES`` frames (frames
-arriving while it is full are dropped, counted in ``rx_dropped``) and is offered again when the
-guest posts buffers: virtio-net's ``on_rx_buffers`` callback calls ``rx_ready()``.
+``VirtioNet.receive_frame`` under the device lock and returns its ``RxResult``: DELIVERED is
+counted in ``rx_frames``, DROPPED (the device consumed the frame, perhaps returning a too-small
+buffer empty) in ``rx_dropped`` and never offered again, since each offer can cost the guest a
+buffer. On NO_BUFFER (the guest had no receive buffer for it) the frame waits in a backlog of at
+most ``RX_BACKLOG_FRAMES`` frames (frames arriving while it is full are dropped, counted in
+``rx_dropped``) and is offered again when the guest posts buffers: virtio-net's ``on_rx_buffers``
+callback calls ``rx_ready()``.
 
 ``rx_ready()`` runs under the device lock, so it never delivers itself (``deliver`` takes that
 lock): it writes a byte to a wake-up pipe and the reader thread retries. Every frame reaches the
@@ -25,11 +28,11 @@ import threading
 from collections import deque
 from collections.abc import Callable
 
-from axdevice.virtio import MAX_FRAME_SIZE
+from axdevice.virtio import MAX_FRAME_SIZE, RxResult
 
 log = logging.getLogger(__name__)
 
-Deliver = Callable[[bytes], bool]
+Deliver = Callable[[bytes], RxResult]
 
 RX_BACKLOG_FRAMES = 256
 """Frames kept while the guest has no receive buffer: one default virtqueue (256 entries) worth,
@@ -37,8 +40,9 @@ enough to refill a whole receive ring once the guest catches up; it bounds a lin
 256 * MAX_FRAME_SIZE (16 MiB)."""
 
 RX_HEAD_ATTEMPTS = 4
-"""Times the oldest waiting frame is refused right after the guest posted buffers before it is
-dropped: a frame the guest's buffers can never hold (bigger than them) must not block the rest."""
+"""Times the oldest waiting frame is refused (NO_BUFFER) right after the guest posted buffers
+before it is dropped: a device that keeps refusing (its link down) must not block the rest for
+ever. A frame too big for the guest's buffers is not refused but DROPPED, on the first offer."""
 
 READ_BATCH = 64
 """Frames read per wake-up before looking at the wake-up pipe again, so a flood of frames cannot
@@ -250,18 +254,23 @@ class FrameLink:
             buffers_posted = False
 
     def _try_deliver(self, frame: bytes) -> bool:
-        """Offer one frame to the guest; True when it is consumed (taken, or lost to a bug)."""
+        """Offer one frame to the guest; True when it is consumed (taken, dropped, or lost to a bug),
+        False when the guest had no buffer for it and it may be offered again."""
         assert self._deliver is not None
         try:
-            taken = self._deliver(frame)
+            result = self._deliver(frame)
         except Exception:
             if self.rx_errors == 0:
                 log.exception("%s: delivering a frame failed (further failures only counted)", self.label)
             self.rx_errors += 1
             return True
-        if taken:
+        if result is RxResult.NO_BUFFER:
+            return False
+        if result is RxResult.DELIVERED:
             self.rx_frames += 1
-        return bool(taken)
+        else:  # DROPPED
+            self.rx_dropped += 1
+        return True
 
     def _release(self) -> None:
         with self._state_lock:

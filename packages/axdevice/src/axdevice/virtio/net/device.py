@@ -11,11 +11,13 @@ the injected ``NetBackend.send``; an oversized frame is dropped (``tx_dropped``)
 backend loses it (``tx_errors``); every chain is returned with 0 bytes written.
 
 Receive: the VMM calls ``receive_frame(frame)`` (under the VM's device lock) for each frame
-from the host; it takes one receive buffer, writes the header and the frame, and interrupts.
-Without a posted buffer, with the link down, or for a frame too big for the buffer or for
-``MAX_FRAME_SIZE``, the frame is dropped (``rx_dropped``) and False returned; a buffer that is
-too small is returned to the driver empty (Linux counts a length error and reposts it). The
-optional ``on_rx_buffers`` callback runs when the driver kicks receiveq 0 with new buffers.
+from the host; it takes one receive buffer, writes the header and the frame, and interrupts
+(``RxResult.DELIVERED``). A frame over ``MAX_FRAME_SIZE`` or too big for the buffer it took is
+dropped (``rx_dropped``, ``RxResult.DROPPED``); a buffer that is too small is returned to the
+driver empty (Linux counts a length error and reposts it), so the caller must not offer that
+frame again. Without a posted buffer, before DRIVER_OK or with the link down nothing is taken
+or counted (``RxResult.NO_BUFFER``): the caller may hold the frame and retry. The optional
+``on_rx_buffers`` callback runs when the driver kicks receiveq 0 with new buffers.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from ...types import EmuDeviceType
 from ..constants import VIRTIO_F_EVENT_IDX, VIRTIO_F_INDIRECT_DESC, VIRTIO_F_VERSION_1, DeviceId, bit
 from ..device import VirtioDevice, call_host_hook, restore_counters
 from ..queue import QueueError
-from .backend import NetBackend
+from .backend import NetBackend, RxResult
 from .request import MAX_FRAME_SIZE, rx_fill, tx_frame
 from .state import VirtioNetState
 
@@ -143,28 +145,29 @@ class VirtioNet(VirtioDevice):
         else:
             self.tx_frames += 1
 
-    def receive_frame(self, frame: bytes | bytearray | memoryview) -> bool:
-        """Host -> guest: deliver one Ethernet frame; False if it was dropped."""
+    def receive_frame(self, frame: bytes | bytearray | memoryview) -> RxResult:
+        """Host -> guest: deliver one Ethernet frame; the result says whether to offer it again."""
         with memoryview(frame) as view:
             size = view.nbytes
-        if size > MAX_FRAME_SIZE or not self.active or not self.link_up:
+        if size > MAX_FRAME_SIZE:
             self.rx_dropped += 1
-            return False
+            return RxResult.DROPPED
+        if not self.active or not self.link_up:
+            return RxResult.NO_BUFFER
         queue = self.queue(RECEIVEQ)
         try:
             chain = queue.pop()
             if chain is None:
-                self.rx_dropped += 1
-                return False
+                return RxResult.NO_BUFFER
             used = rx_fill(chain, queue.memory, bytes(frame))
             queue.push_used(chain.head, used or 0)
         except (QueueError, GuestMemoryError) as error:
             self.rx_dropped += 1
             self.fail(error)
-            return False
+            return RxResult.DROPPED
         self.interrupt(RECEIVEQ)
-        if used is None:
+        if used is None:  # the buffer went back empty: offering the frame again would cost another
             self.rx_dropped += 1
-            return False
+            return RxResult.DROPPED
         self.rx_frames += 1
-        return True
+        return RxResult.DELIVERED
