@@ -116,12 +116,12 @@ def test_a_config_written_elsewhere_boots_the_same_images(tmp_path: Path) -> Non
 
 def test_fw_dynamic_finds_uboot_through_its_info_structure(tmp_path: Path) -> None:
     """OpenSBI's FW_DYNAMIC build takes the next stage from struct fw_dynamic_info at a2. The
-    config's bios_protocol says so, not the file's name: a copy called firmware.bin boots."""
+    config's boot_protocol says so, not the file's name: a copy called firmware.bin boots."""
     firmware = tmp_path / "firmware.bin"
     shutil.copyfile(Path.home() / ".cache" / "axvisor" / "riscv64" / "opensbi" / "fw_dynamic.bin", firmware)
     text = (CONFIGS / "uboot-riscv64-virt-smp1.toml").read_text()
-    assert 'bios_protocol = "fw_jump"' in text
-    text = text.replace('bios_protocol = "fw_jump"', 'bios_protocol = "fw_dynamic"')
+    assert 'boot_protocol = "fw_jump"' in text
+    text = text.replace('boot_protocol = "fw_jump"', 'boot_protocol = "fw_dynamic"')
     text = text.replace("~/.cache/axvisor/riscv64/opensbi/fw_jump.bin", str(firmware))
     config = tmp_path / "dynamic.toml"
     config.write_text(text.replace('"~/', f'"{Path.home()}/').replace('"../../', f'"{ROOT}/'))

@@ -41,26 +41,61 @@ def test_check_ok_prints_summary_and_warns_about_missing_image(tmp_path, capsys)
     assert main(["check", str(path)]) == 0
     out, err = capsys.readouterr()
     assert f"{path}: ok: VM 7 'cli', riscv64, 1 vCPU(s), 16 MiB RAM" in out
+    assert out.rstrip().endswith("; riscv64 from [base] arch")
     assert "kernel.kernel_path" in err and "does not exist" in err
 
 
 def test_check_bad_configs_exit_2_with_one_line_each(tmp_path, capsys) -> None:
     bad_type = write(tmp_path, CONFIG.replace("cpu_num = 1", "cpu_num = true"), "a.toml")
     no_base = write(tmp_path, CONFIG.split("[kernel]")[1].join(["[kernel]", ""]), "b.toml")
-    overlap = write(tmp_path, CONFIG.replace("[[0x8000_0000, 0x100_0000, 0x7, 0]]",
-                                             "[[0x8000_0000, 0x100_0000, 7, 0], [0x80ff_f000, 0x1000, 7, 0]]"),
-                    "c.toml")
+    no_arch = write(tmp_path, CONFIG.replace('arch = "riscv64"\n', ""), "c.toml")
     good = write(tmp_path, CONFIG, "d.toml")
-    assert main(["check", str(bad_type), str(no_base), str(overlap), str(good)]) == 2
+    assert main(["check", str(bad_type), str(no_base), str(no_arch), str(good)]) == 2
     out, err = capsys.readouterr()
     lines = [line for line in err.splitlines() if not line.startswith("warning:")]
     assert lines == [
         f"{bad_type}: base.cpu_num: expected an integer, got boolean true",
         f"{no_base}: [base]: missing section",
-        f"{overlap}: kernel.memory_regions[1]: [0x80fff000, 0x81000000) overlaps memory_regions[0] "
-        "[0x80000000, 0x81000000); expected non-overlapping regions",
+        f"{no_arch}: base.arch: missing, and nothing else names the architecture: kernel.kernel_path "
+        f"{tmp_path / 'guest.bin'} does not exist; the file name c.toml and its folders name no architecture "
+        '(x86_64, aarch64, riscv64, loongarch64) or AxVisor board; add [base] arch = "x86_64" (or "aarch64", '
+        '"riscv64", "loongarch64")',
     ]
     assert f"{good}: ok" in out
+
+
+def test_check_merges_overlapping_regions_with_a_warning(tmp_path, capsys) -> None:
+    """AxVisor accepts overlapping regions (its x86 Linux config maps a scratch region over an
+    identity one), so check does too: one region, and a warning naming both."""
+    overlap = write(tmp_path, CONFIG.replace("[[0x8000_0000, 0x100_0000, 0x7, 0]]",
+                                             "[[0x8000_0000, 0x100_0000, 7, 0], [0x80ff_f000, 0x2000, 7, 0]]"))
+    assert main(["check", str(overlap)]) == 0
+    out, err = capsys.readouterr()
+    assert f"{overlap}: ok: VM 7 'cli', riscv64, 1 vCPU(s), 16 MiB RAM in 1 region(s)" in out
+    assert (f"warning: {overlap}: kernel.memory_regions[1]: [0x80fff000, 0x81001000) overlaps memory_regions[0] "
+            "[0x80000000, 0x81000000); merged into one region [0x80000000, 0x81001000)") in err
+
+
+AXVISOR_DATA = Path(__file__).parents[2] / "axvm" / "tests" / "data" / "axvisor"
+AXVISOR_EXPECTED = tomllib.loads((AXVISOR_DATA / "expected-arch.toml").read_text())
+
+
+@pytest.mark.parametrize("name", sorted(AXVISOR_EXPECTED))
+def test_check_accepts_axvisors_configs_as_their_architecture(name: str, capsys) -> None:
+    """Every AxVisor config form (0.1 to the 2026 keys; board and QEMU configs of x86_64, aarch64,
+    riscv64, loongarch64) passes check, which prints the architecture and how it was decided."""
+    path = AXVISOR_DATA / name
+    assert main(["check", str(path)]) == 0
+    (line,) = capsys.readouterr().out.splitlines()
+    assert line.startswith(f"{path}: ok: ") and line.endswith(f"; {AXVISOR_EXPECTED[name]}")
+
+
+def test_check_with_nothing_naming_the_architecture_is_one_line_exit_2(tmp_path, capsys) -> None:
+    path = write(tmp_path, CONFIG.replace('arch = "riscv64"\n', ""), "guest.toml")
+    assert main(["check", str(path)]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and len(err.splitlines()) == 1
+    assert err.startswith(f"{path}: base.arch: missing") and 'add [base] arch = "x86_64"' in err
 
 
 def test_run_with_missing_image_or_backend_is_one_line(tmp_path, capsys) -> None:

@@ -92,11 +92,24 @@ def test_missing_section_is_named(tmp_path: Path) -> None:
     assert "[kernel]: missing section" in line
 
 
-def test_overlapping_regions_named_by_index(tmp_path: Path) -> None:
+def test_overlapping_regions_are_merged_with_a_warning_naming_both(tmp_path: Path) -> None:
+    """AxVisor maps overlapping regions one after the other (its x86 Linux config: an identity
+    region over 0..128 MiB, then a scratch region over its first MiB); here they become one."""
     text = GOOD.replace("[[0x8000_0000, 0x800_0000, 0x7, 0]]",
-                        "[[0x8000_0000, 0x800_0000, 0x7, 0], [0x8400_0000, 0x1000, 0x3, 0]]")
-    (line,) = problems(text, tmp_path)
-    assert "kernel.memory_regions[1]: " in line and "overlaps memory_regions[0]" in line
+                        "[[0x8000_0000, 0x800_0000, 0x3, 0], [0x9000_0000, 0x1000, 0x7, 0], "
+                        "[0x87ff_0000, 0x2_0000, 0x4, 1], [0x8000_0000, 0x1000, 0x1, 0]]")
+    file = tmp_path / "vm.toml"
+    file.write_text(text)
+    config = load_config(file)
+    assert [(r.gpa, r.size, r.flags, r.map_type) for r in config.kernel.memory_regions] == [
+        (0x8000_0000, 0x801_0000, 0x7, VmMemMappingType.MAP_ALLOC),
+        (0x9000_0000, 0x1000, 0x7, VmMemMappingType.MAP_ALLOC),
+    ]
+    merged = [w for w in config.warnings if "merged into one region" in w]
+    assert len(merged) == 2
+    assert "kernel.memory_regions[2]: [0x87ff0000, 0x88010000) overlaps memory_regions[0] [0x80000000, 0x88000000)" \
+        in merged[0] and "[0x80000000, 0x88010000) with flags 0x7" in merged[0]
+    assert "kernel.memory_regions[3]: " in merged[1]
 
 
 def test_every_problem_is_reported_once(tmp_path: Path) -> None:

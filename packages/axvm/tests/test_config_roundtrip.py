@@ -20,10 +20,12 @@ from axvm.config import (
     Arch,
     AxVMCrateConfig,
     BackendKind,
+    BootProtocol,
     EmulatedDeviceConfig,
     ImageLocation,
     PassThroughAddressConfig,
     PassThroughDeviceConfig,
+    PassThroughPortConfig,
     VMBaseConfig,
     VMDevicesConfig,
     VMInterruptMode,
@@ -33,7 +35,7 @@ from axvm.config import (
     VMType,
 )
 from axvm.config.load import KNOWN_KEYS, MAX_VCPUS, PAGE_SIZE
-from axvm.config.schema import SECTIONS
+from axvm.config.schema import BOOT_PROTOCOL_ARCHES, SECTIONS, key_aliases
 
 FOLDER = Path("/axvm-roundtrip-test/vms")
 """Where the drawn config file lives; nothing is read there (paths are only resolved)."""
@@ -78,7 +80,7 @@ def memory_regions(draw: st.DrawFn) -> tuple[VmMemConfig, ...]:
 
 
 @st.composite
-def kernels(draw: st.DrawFn) -> VMKernelConfig:
+def kernels(draw: st.DrawFn, arch: Arch) -> VMKernelConfig:
     regions = draw(memory_regions())
     in_ram = st.sampled_from(regions).flatmap(lambda r: st.integers(r.gpa, r.end - 1))
     optional_addr = st.none() | in_ram
@@ -97,6 +99,9 @@ def kernels(draw: st.DrawFn) -> VMKernelConfig:
         image_location=draw(st.sampled_from(ImageLocation)),
         cmdline=draw(st.none() | texts),
         disk_path=draw(st.none() | paths),
+        boot_protocol=draw(st.none() | st.sampled_from([p for p in BootProtocol if arch in BOOT_PROTOCOL_ARCHES[p]])),
+        enable_bios=draw(st.booleans()),
+        uefi_firmware_path=draw(st.none() | paths),
     )
     return complete(draw, VMKernelConfig, drawn)
 
@@ -116,6 +121,7 @@ def bases(draw: st.DrawFn) -> VMBaseConfig:
         phys_cpu_sets=draw(st.none() | masks),
         arch=draw(st.sampled_from(Arch)),
         backend=draw(st.sampled_from(BackendKind)),
+        guest_type=None,  # read, never kept
     )
     return complete(draw, VMBaseConfig, drawn)
 
@@ -130,7 +136,13 @@ def emu_devices(draw: st.DrawFn) -> EmulatedDeviceConfig:
 
 @st.composite
 def devices(draw: st.DrawFn) -> VMDevicesConfig:
-    passthrough = st.builds(PassThroughDeviceConfig, texts, uints, uints, uints, small_uints)
+    # A virtio-mmio transport passed through becomes an emulated virtio-blk when read (compat.py):
+    # a config the loader gives back never still has one beside a disk, so none is drawn.
+    unlike_virtio = texts.filter(lambda name: "virtio" not in name.lower())
+    passthrough = st.builds(PassThroughDeviceConfig, unlike_virtio, uints, uints, uints, small_uints)
+    ports = st.integers(0, 0xFFFF).flatmap(
+        lambda base: st.builds(PassThroughPortConfig, st.just(base), st.integers(1, 0x1_0000 - base))
+    )
     drawn = dict(
         emu_devices=tuple(draw(st.lists(emu_devices(), max_size=3))),
         passthrough_devices=tuple(draw(st.lists(passthrough, max_size=2))),
@@ -138,11 +150,18 @@ def devices(draw: st.DrawFn) -> VMDevicesConfig:
         excluded_devices=tuple(draw(st.lists(st.lists(texts, max_size=3).map(tuple), max_size=3))),
         passthrough_addresses=tuple(draw(st.lists(st.builds(PassThroughAddressConfig, uints, uints), max_size=2))),
         netdevs=tuple(draw(st.dictionaries(texts, texts.filter(bool), max_size=3)).items()),
+        passthrough_ports=tuple(draw(st.lists(ports, max_size=2))),
+        passthrough=None,  # read, never kept
+        disabled=None,
     )
     return complete(draw, VMDevicesConfig, drawn)
 
 
-configs = st.builds(AxVMCrateConfig, bases(), kernels(), devices())
+@st.composite
+def configs(draw: st.DrawFn) -> AxVMCrateConfig:
+    """A config whose boot protocol is one of its architecture's (another is a config error)."""
+    base = draw(bases())
+    return AxVMCrateConfig(base, draw(kernels(base.arch)), draw(devices()))
 
 
 def sections(config: AxVMCrateConfig) -> tuple[object, ...]:
@@ -150,7 +169,7 @@ def sections(config: AxVMCrateConfig) -> tuple[object, ...]:
 
 
 @settings(max_examples=100)
-@given(configs, st.booleans())
+@given(configs(), st.booleans())
 def test_a_dump_loads_back_to_the_same_config(config: AxVMCrateConfig, relative: bool) -> None:
     document = config_to_dict(config, relative_to=FOLDER if relative else None)
     again = config_from_dict(document, FOLDER / "vm.toml")
@@ -175,7 +194,7 @@ def test_excluded_devices_and_passthrough_addresses_survive_a_dump() -> None:
 def test_the_known_keys_and_the_dump_come_from_the_dataclasses() -> None:
     assert set(SECTIONS) == {"base", "kernel", "devices"}
     for section, record in SECTIONS.items():
-        assert KNOWN_KEYS[section] == {spec.name for spec in dataclasses.fields(record)}
+        assert KNOWN_KEYS[section] == {spec.name for spec in dataclasses.fields(record)} | set(key_aliases(record))
     regions = (VmMemConfig(0, 0x10_0000, 7),)
     config = AxVMCrateConfig(VMBaseConfig(1, "vm", VMType.LINUX, 1), VMKernelConfig(0, FOLDER / "k", 0, regions))
     document = config_to_dict(config)

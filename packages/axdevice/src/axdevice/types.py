@@ -13,14 +13,19 @@ import enum
 class EmuDeviceType(enum.IntEnum):
     """What an emulated device is; the value is the integer a VM config uses."""
 
-    # AxVisor's values (axvmconfig EmulatedDeviceType), unchanged.
+    # AxVisor's values (axvmconfig EmulatedDeviceType, later axvm-types), unchanged. Those no
+    # builder here models load with a warning: known, not emulated.
     Dummy = 0x0
     InterruptController = 0x1
     Console = 0x2
+    FwCfg = 0x3  # QEMU fw_cfg (MMIO)
     IVCChannel = 0xA
     GPPTRedistributor = 0x20
     GPPTDistributor = 0x21
     GPPTITS = 0x22
+    X86IoApic = 0x23
+    X86Pit = 0x24  # the 8254 timer
+    LoongArchPchPic = 0x25  # LS7A PCH-PIC
     PPPTGlobal = 0x30
     VirtioBlk = 0xE1
     VirtioNet = 0xE2

@@ -90,7 +90,8 @@ def cmd_check(paths: Sequence[str]) -> int:
         print(f"{path}: ok: VM {base.id} {base.name!r}, {base.arch.value}, {base.cpu_num} vCPU(s), "
               f"{plan.ram_bytes // (1 << 20)} MiB RAM in {len(kernel.memory_regions)} region(s), "
               f"{len(config.devices.emu_devices)} emulated device(s), entry {kernel.entry_point:#x}, "
-              f"backend {plan.backend.kind.value if plan.backend else 'none usable here'}")
+              f"backend {plan.backend.kind.value if plan.backend else 'none usable here'}; "
+              f"{base.arch.value} {config.arch_from}")
     return USAGE_EXIT_STATUS if failed else 0
 
 

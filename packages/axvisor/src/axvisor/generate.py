@@ -19,7 +19,7 @@ from axvm import (
 from .errors import UserError
 
 DEFAULT_RAM = {Arch.X86_64: (0x0, 0x800_0000), Arch.RISCV64: (0x8000_0000, 0x800_0000),
-               Arch.AARCH64: (0x4000_0000, 0x800_0000)}
+               Arch.AARCH64: (0x4000_0000, 0x800_0000), Arch.LOONGARCH64: (0x0, 0x800_0000)}
 
 
 def parse_int(text: str) -> int:

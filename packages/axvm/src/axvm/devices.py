@@ -172,6 +172,15 @@ BUILDERS: dict[EmuDeviceType, tuple[Builder, frozenset[Arch]]] = {
 }
 
 
+MACHINE_STAND_INS: dict[tuple[EmuDeviceType, Arch], str] = {
+    (EmuDeviceType.X86IoApic, Arch.X86_64): "the x86 machine's own IOAPIC (KVM's in-kernel one at 0xfec00000)",
+    (EmuDeviceType.X86Pit, Arch.X86_64): "the x86 machine's own 8254 PIT (KVM's in-kernel one)",
+    (EmuDeviceType.PPPTGlobal, Arch.RISCV64): "the riscv virt machine's own PLIC at 0xc000000",
+}
+"""AxVisor device types a machine here provides itself: the entry is not built, the machine's
+device serves the guest (AxVisor's configs list them because AxVisor's VMs start empty)."""
+
+
 class UnsupportedDevice(Exception):
     """An entry names a device this VMM does not model (a warning, not an error)."""
 
@@ -191,6 +200,10 @@ def build_device(config: EmulatedDeviceConfig, ctx: DeviceContext) -> BuiltDevic
     except ValueError as error:
         raise DeviceConfigError(str(error), field="emu_type") from None
     entry = BUILDERS.get(emu_type)
+    stand_in = MACHINE_STAND_INS.get((emu_type, ctx.arch))
+    if entry is None and stand_in is not None:
+        raise UnsupportedDevice(f"{emu_type.name} ({int(emu_type):#x}) is not built from the entry: {stand_in} "
+                                "serves the guest instead")
     if entry is None:
         raise UnsupportedDevice(f"{emu_type.name} ({int(emu_type):#x}) is not emulated yet; "
                                 "guest accesses to its range read all-ones")

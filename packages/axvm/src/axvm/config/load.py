@@ -3,32 +3,42 @@
 Every problem is reported with the file and the dotted key (``kernel.memory_regions[1]``), and
 all problems of a file are reported together. Features a user-space VMM cannot offer (host
 passthrough, identity mapping of host memory) load with a warning instead of failing, so a
-config written for AxVisor loads unchanged.
+config written for AxVisor loads unchanged: every key AxVisor's schema has had (0.1 to its
+2026 ``guest_type``, ``passthrough`` and ``disabled``) is read, the architecture AxVisor's
+configs do not name is inferred (``arch.py``), and what AxVisor accepts that works differently
+here (overlapping regions, passed-through virtio-mmio) is taken as ``compat.py`` says.
 """
 
 from __future__ import annotations
 
-import itertools
+import dataclasses
 import tomllib
 from pathlib import Path
 from typing import Any
 
 from axaddrspace import MappingFlags
 
+from .arch import arch_of_image, arch_of_name, missing_arch_message
+from .compat import merge_overlapping, virtio_stand_in
 from .errors import ConfigError, ConfigProblem
 from .fields import FieldReader, describe, key_part
 from .schema import (
+    ADDRESS_SPACE_POLICY_ALIASES,
+    BOOT_PROTOCOL_ALIASES,
+    BOOT_PROTOCOL_ARCHES,
     GUEST_PHYS_LIMIT,
     INTERRUPT_MODE_ALIASES,
     SECTIONS,
+    AddressSpacePolicy,
     Arch,
     AxVMCrateConfig,
     BackendKind,
-    BiosProtocol,
+    BootProtocol,
     EmulatedDeviceConfig,
     ImageLocation,
     PassThroughAddressConfig,
     PassThroughDeviceConfig,
+    PassThroughPortConfig,
     VMBaseConfig,
     VMDevicesConfig,
     VMInterruptMode,
@@ -37,14 +47,18 @@ from .schema import (
     VmMemMappingType,
     VMType,
     file_keys,
+    ignored_keys,
+    key_aliases,
 )
 
 PAGE_SIZE = 0x1000
 MAX_VCPUS = 256
 """More vCPUs than any backend here can schedule; bounds thread creation from a config."""
 
-KNOWN_KEYS = {section: set(file_keys(record)) for section, record in SECTIONS.items()}
-"""Each section's keys, from the schema's dataclasses."""
+KNOWN_KEYS = {section: set(file_keys(record)) | set(key_aliases(record)) for section, record in SECTIONS.items()}
+"""Each section's keys (and their older spellings), from the schema's dataclasses."""
+PORT_LIMIT = 0x1_0000
+"""x86 I/O ports are 16 bits: a passthrough_ports range ends at or below this."""
 MEM_FIELDS = file_keys(VmMemConfig)
 EMU_FIELDS = file_keys(EmulatedDeviceConfig)
 PASSTHROUGH_FIELDS = file_keys(PassThroughDeviceConfig)
@@ -85,16 +99,42 @@ def config_from_dict(document: dict[str, Any], file: Path | None = None) -> AxVM
     for name, table in tables.items():
         for unknown in sorted(set(table or {}) - KNOWN_KEYS[name]):
             reader.warn(f"{name}.{key_part(unknown)}", "unknown key, ignored")
+        for key, why in ignored_keys(SECTIONS[name]).items():
+            if key in (table or {}):
+                reader.warn(f"{name}.{key}", why)
     # A missing section is one problem, not one per key it should have held.
     base = _read_base(reader, tables["base"]) if tables["base"] is not None else None
     kernel = _read_kernel(reader, tables["kernel"], base_dir) if tables["kernel"] is not None else None
     devices = _read_devices(reader, tables["devices"] or {})
-    if reader.problems or base is None or kernel is None:
+    if reader.problems or base is None or kernel is None or tables["base"] is None:
         raise ConfigError(reader.problems)
+    arch, arch_from = _decide_arch(reader, tables["base"], base.arch, kernel, file)
+    if arch is None:
+        raise ConfigError(reader.problems)
+    base = dataclasses.replace(base, arch=arch)
+    _check_boot_protocol(reader, tables["kernel"] or {}, kernel, arch)
+    devices = _with_stand_ins(reader, devices, kernel, arch)
     _check_layout(reader, kernel)
     if reader.problems:
         raise ConfigError(reader.problems)
-    return AxVMCrateConfig(base, kernel, devices, file, tuple(reader.warnings))
+    return AxVMCrateConfig(base, kernel, devices, file, tuple(reader.warnings), arch_from)
+
+
+def _decide_arch(reader: FieldReader, table: dict[str, Any], given: Arch, kernel: VMKernelConfig,
+                 file: Path | None) -> tuple[Arch | None, str]:
+    """``[base] arch``, else what the kernel image or AxVisor's naming says (``arch.py``); a
+    problem when nothing does. A kernel image of another architecture than the key's is a warning."""
+    image, image_note = arch_of_image(kernel.kernel_path)
+    if "arch" in table:
+        if image is not None and image.arch is not given:
+            reader.warn("base.arch", f"{given.value}, but the kernel image is {image.arch.value} "
+                        f"({image.reason.removeprefix('from the kernel image (').rstrip(')')})")
+        return given, "from [base] arch"
+    choice = image or arch_of_name(file)
+    if choice is None:
+        reader.problem("base.arch", missing_arch_message(image_note, file))
+        return None, ""
+    return choice.arch, choice.reason
 
 
 def _section(reader: FieldReader, document: dict[str, Any], name: str) -> dict[str, Any] | None:
@@ -112,13 +152,15 @@ def _section(reader: FieldReader, document: dict[str, Any], name: str) -> dict[s
 def _read_base(reader: FieldReader, table: dict[str, Any]) -> VMBaseConfig | None:
     vm_id = reader.uint(table, "id", "base.id")
     name = reader.typed(table, "name", "base.name", str)
-    vm_type_value = reader.uint(table, "vm_type", "base.vm_type")
+    vm_type_value = reader.uint(table, "vm_type", "base.vm_type", required=False)
     cpu_num = reader.uint(table, "cpu_num", "base.cpu_num", minimum=1, maximum=MAX_VCPUS)
     phys_cpu_ids = reader.int_list(table, "phys_cpu_ids", "base.phys_cpu_ids")
     phys_cpu_sets = reader.int_list(table, "phys_cpu_sets", "base.phys_cpu_sets")
-    arch = reader.choice(table, "arch", "base.arch", {a.value: a for a in Arch}, Arch.host())
+    arch = reader.choice(table, "arch", "base.arch", {a.value: a for a in Arch}, Arch.X86_64)  # else inferred
     backend = reader.choice(table, "backend", "base.backend", {b.value: b for b in BackendKind}, BackendKind.AUTO)
-    vm_type = VMType.RTOS
+    vm_type = VMType.RTOS  # AxVisor's VMType default
+    if "vm_type" not in table and "guest_type" not in table:
+        reader.warn("base.vm_type", "missing (AxVisor's configs before guest_type give it); using 1 (RTOS)")
     if vm_type_value is not None:
         if vm_type_value in VMType._value2member_map_:
             vm_type = VMType(vm_type_value)
@@ -151,9 +193,9 @@ def _read_kernel(reader: FieldReader, table: dict[str, Any], base_dir: Path) -> 
         images[f"{image}_path"], images[f"{image}_load_addr"] = path, addr
     if images["bios_path"] is not None and images["bios_load_addr"] is None:
         reader.problem("kernel.bios_load_addr", "missing; expected the guest address to load bios_path at")
-    bios_protocol = reader.choice(table, "bios_protocol", "kernel.bios_protocol",
-                                  {p.value: p for p in BiosProtocol}, BiosProtocol.FW_JUMP)
-    _check_bios_protocol(reader, table, images["bios_path"])
+    boot_protocol = _read_boot_protocol(reader, table)
+    enable_bios = reader.typed(table, "enable_bios", "kernel.enable_bios", bool, required=False) or False
+    uefi_firmware_path = reader.path(table, "uefi_firmware_path", "kernel.uefi_firmware_path", base_dir)
     location = reader.choice(table, "image_location", "kernel.image_location",
                              {loc.value: loc for loc in ImageLocation}, ImageLocation.FS)
     if location is ImageLocation.MEMORY:
@@ -165,18 +207,50 @@ def _read_kernel(reader: FieldReader, table: dict[str, Any], base_dir: Path) -> 
         return None
     return VMKernelConfig(entry_point, kernel_path, kernel_load_addr, regions,  # type: ignore[arg-type]
                           image_location=location, cmdline=cmdline, disk_path=disk_path,
-                          bios_protocol=bios_protocol, **images)
+                          boot_protocol=boot_protocol, enable_bios=enable_bios,
+                          uefi_firmware_path=uefi_firmware_path, **images)
 
 
-def _check_bios_protocol(reader: FieldReader, table: dict[str, Any], bios_path: Path | None) -> None:
-    """Warn where bios_protocol cannot mean what the config may intend. The choice itself never
-    comes from the file name; a name that looks like OpenSBI's FW_DYNAMIC build only earns a hint."""
-    if "bios_protocol" in table:
-        if bios_path is None:
-            reader.warn("kernel.bios_protocol", "ignored: there is no bios_path (firmware) to hand over to")
-    elif bios_path is not None and "fw_dynamic" in bios_path.name:
-        reader.warn("kernel.bios_protocol", f"not set, so {bios_path.name} is entered as fw_jump (a0 = hart id, "
-                    'a1 = device tree); if it is OpenSBI\'s FW_DYNAMIC build, set bios_protocol = "fw_dynamic"')
+def _protocol_key(table: dict[str, Any]) -> str:
+    """Which spelling of boot_protocol the file uses (``bios_protocol`` is our older one)."""
+    return "bios_protocol" if "bios_protocol" in table and "boot_protocol" not in table else "boot_protocol"
+
+
+def _read_boot_protocol(reader: FieldReader, table: dict[str, Any]) -> BootProtocol | None:
+    if "bios_protocol" in table and "boot_protocol" in table:
+        reader.problem("kernel.bios_protocol", "the older name of boot_protocol, which is also given; keep "
+                       "only boot_protocol")
+        return None
+    key = _protocol_key(table)
+    value = reader.typed(table, key, f"kernel.{key}", str, required=False)
+    if value is None:
+        return None
+    if value not in BOOT_PROTOCOL_ALIASES:
+        choices = ", ".join(repr(protocol.value) for protocol in BootProtocol)
+        reader.problem(f"kernel.{key}", f"expected one of {choices}, got {value!r}")
+        return None
+    return BOOT_PROTOCOL_ALIASES[value]
+
+
+def _check_boot_protocol(reader: FieldReader, table: dict[str, Any], kernel: VMKernelConfig, arch: Arch) -> None:
+    """What boot_protocol cannot mean on ``arch`` is a problem; what it asks of firmware this VMM
+    does not run is a warning. The riscv handoff never comes from the firmware's file name; a
+    name that looks like OpenSBI's FW_DYNAMIC build only earns a hint."""
+    key = f"kernel.{_protocol_key(table)}"
+    protocol = kernel.boot_protocol
+    if protocol is not None and arch not in BOOT_PROTOCOL_ARCHES[protocol]:
+        valid = ", ".join(repr(p.value) for p in BootProtocol if arch in BOOT_PROTOCOL_ARCHES[p])
+        reader.problem(key, f"{protocol.value!r} is not a boot protocol of {arch.value}; expected one of {valid}")
+    elif protocol in (BootProtocol.FW_JUMP, BootProtocol.FW_DYNAMIC) and kernel.bios_path is None:
+        reader.warn(key, "ignored: there is no bios_path (firmware) to hand over to")
+    elif protocol is BootProtocol.UEFI:
+        reader.warn(key, "'uefi': UEFI firmware is not run here; the kernel is entered as its image format says")
+    if kernel.uefi_firmware_path is not None:
+        reader.warn("kernel.uefi_firmware_path", "not loaded: UEFI firmware is not run here")
+    bios = kernel.bios_path
+    if protocol is None and arch is Arch.RISCV64 and bios is not None and "fw_dynamic" in bios.name:
+        reader.warn(key, f"not set, so {bios.name} is entered as fw_jump (a0 = hart id, a1 = device tree); if it "
+                    'is OpenSBI\'s FW_DYNAMIC build, set boot_protocol = "fw_dynamic"')
 
 
 def _read_memory_regions(reader: FieldReader, table: dict[str, Any]) -> tuple[VmMemConfig, ...] | None:
@@ -194,7 +268,7 @@ def _read_memory_regions(reader: FieldReader, table: dict[str, Any]) -> tuple[Vm
             regions.append(_memory_region(reader, key, region))
     if len(regions) != len(raw) or None in regions:
         return None
-    return tuple(regions)  # type: ignore[arg-type]
+    return merge_overlapping(reader, regions)  # type: ignore[arg-type]
 
 
 def _memory_region(reader: FieldReader, key: str, fields: dict[str, Any]) -> VmMemConfig | None:
@@ -234,11 +308,17 @@ def _read_devices(reader: FieldReader, table: dict[str, Any]) -> VMDevicesConfig
     passthrough = _read_list(reader, table, "passthrough_devices", PASSTHROUGH_FIELDS, 1, _passthrough_device)
     addresses = _read_list(reader, table, "passthrough_addresses", file_keys(PassThroughAddressConfig), 0,
                            _passthrough_address)
-    for index, device in enumerate(passthrough):
-        reader.warn(f"devices.passthrough_devices[{index}]", f"{device.name!r} ignored: a user-space VMM cannot "
-                    "pass host devices through (the VM gets emulated devices only)")
     if addresses:
         reader.warn("devices.passthrough_addresses", "ignored: host addresses cannot be passed through here")
+    ports = _read_list(reader, table, "passthrough_ports", file_keys(PassThroughPortConfig), 0, _passthrough_ports)
+    if ports:
+        reader.warn("devices.passthrough_ports", "ignored: host I/O ports cannot be passed through here (ports "
+                    "no device of the VM serves read all-ones)")
+    policy = reader.choice(table, "address_space_policy", "devices.address_space_policy",
+                           ADDRESS_SPACE_POLICY_ALIASES, AddressSpacePolicy.VIRTUALIZED)
+    if policy is AddressSpacePolicy.PASSTHROUGH:
+        reader.warn("devices.address_space_policy", "'passthrough' (the host's physical address map) is not "
+                    "possible here; the VM sees only what its config maps")
     mode = reader.choice(table, "interrupt_mode", "devices.interrupt_mode", INTERRUPT_MODE_ALIASES,
                          VMInterruptMode.NO_IRQ)
     if mode is VMInterruptMode.PASSTHROUGH:
@@ -258,7 +338,7 @@ def _read_devices(reader: FieldReader, table: dict[str, Any]) -> VMDevicesConfig
                            f"\"udp:127.0.0.1:5000:127.0.0.1:5001\", got {describe(spec)}")
     netdev_pairs = tuple((name, spec) for name, spec in netdevs.items() if isinstance(spec, str) and spec)
     return VMDevicesConfig(tuple(emu), tuple(passthrough), mode, tuple(excluded), tuple(addresses),
-                           netdevs=netdev_pairs)
+                           netdevs=netdev_pairs, address_space_policy=policy, passthrough_ports=tuple(ports))
 
 
 def _read_list(reader: FieldReader, table: dict[str, Any], key: str, names: tuple[str, ...], required: int,
@@ -311,15 +391,37 @@ def _passthrough_address(reader: FieldReader, path: str, fields: dict[str, Any])
     return None if checked is None else PassThroughAddressConfig(**checked)
 
 
+def _passthrough_ports(reader: FieldReader, path: str, fields: dict[str, Any]) -> PassThroughPortConfig | None:
+    """AxVisor refuses an empty range and one past port 0xffff; so does this."""
+    checked = _checked_fields(reader, path, fields, {"base": int, "length": int})
+    if checked is None:
+        return None
+    base, length = checked.get("base", 0), checked.get("length", 0)
+    if not (0 <= base and 0 < length and base + length <= PORT_LIMIT):
+        reader.problem(path, f"expected a non-empty range of I/O ports within 0x0..0xffff, got base {base:#x} "
+                       f"length {length:#x}")
+        return None
+    return PassThroughPortConfig(base, length)
+
+
+def _with_stand_ins(
+    reader: FieldReader, devices: VMDevicesConfig, kernel: VMKernelConfig, arch: Arch
+) -> VMDevicesConfig:
+    """A passed-through virtio-mmio transport becomes an emulated virtio-blk when there is a disk
+    (``compat.py``); every other passed-through device is ignored, with a warning each."""
+    stand_in = (virtio_stand_in(reader, arch, devices.passthrough_devices, devices.emu_devices)
+                if kernel.disk_path is not None else None)
+    for index, device in enumerate(devices.passthrough_devices):
+        if stand_in is None or index != stand_in[0]:
+            reader.warn(f"devices.passthrough_devices[{index}]", f"{device.name!r} ignored: a user-space VMM cannot "
+                        "pass host devices through (the VM gets emulated devices only)")
+    if stand_in is None:
+        return devices
+    return dataclasses.replace(devices, emu_devices=(*devices.emu_devices, stand_in[1]))
+
+
 def _check_layout(reader: FieldReader, kernel: VMKernelConfig) -> None:
-    """Cross-field rules: regions do not overlap, images land in RAM."""
-    ordered = sorted(enumerate(kernel.memory_regions), key=lambda item: item[1].gpa)
-    for (i, first), (j, second) in itertools.pairwise(ordered):
-        if second.gpa < first.end:
-            later, earlier = max(i, j), min(i, j)
-            reader.problem(f"kernel.memory_regions[{later}]",
-                           f"[{second.gpa:#x}, {second.end:#x}) overlaps memory_regions[{earlier}] "
-                           f"[{first.gpa:#x}, {first.end:#x}); expected non-overlapping regions")
+    """Cross-field rules: images land in RAM (regions no longer overlap: merged when read)."""
 
     def in_ram(addr: int) -> bool:
         return any(region.gpa <= addr < region.end for region in kernel.memory_regions)

@@ -12,7 +12,7 @@ scripted one ``axvisor check`` uses): interrupt outputs go nowhere, mtime reads 
 compares are ignored, and device accesses come back as MMIO exits, which ``AxVM.run_vcpu``
 hands to the same device manager.
 
-Which firmware handoff the guest gets is the config's ``[kernel] bios_protocol``, never the
+Which firmware handoff the guest gets is the config's ``[kernel] boot_protocol``, never the
 firmware's file name: the two OpenSBI builds cannot be told apart from their bytes.
 """
 
@@ -34,7 +34,7 @@ from axdevice.types import EmuDeviceType
 from axvcpu.riscv_sbi import SbiCodeFence
 
 from ...capabilities import MachineClock
-from ...config import Arch, AxVMCrateConfig, BiosProtocol
+from ...config import Arch, AxVMCrateConfig, BootProtocol
 from ...device_manager import BusKind
 from ...devices import BuiltDevice, DeviceContext
 from ...machine import BootArea, BootPlan, BootTarget
@@ -150,9 +150,9 @@ def device_tree_address(config: AxVMCrateConfig) -> tuple[int, bool]:
 
 def _fw_dynamic(config: AxVMCrateConfig) -> bool:
     """Whether the firmware is entered as OpenSBI's FW_DYNAMIC build, which finds the next stage
-    through a2 (struct fw_dynamic_info): what ``[kernel] bios_protocol`` says."""
+    through a2 (struct fw_dynamic_info): what ``[kernel] boot_protocol`` says."""
     kernel = config.kernel
-    return kernel.bios_path is not None and kernel.bios_protocol is BiosProtocol.FW_DYNAMIC
+    return kernel.bios_path is not None and kernel.boot_protocol is BootProtocol.FW_DYNAMIC
 
 
 class _StoppedClock:
