@@ -354,8 +354,9 @@ class RiscvSoftVCpu(ArchVCpu):
         recognises such a call (Linux follows new code with an SBI remote fence.i, and starts a
         hart with SBI hart_start), the hart then bumps the context's code generation and every
         hart flushes when it sees a newer one; a hart parked in firmware (M-mode wfi) and woken
-        by an IPI flushes too. Idle harts woken from S-mode wfi keep their code: flushing on every IPI
-        halved SMP boot speed. The VMM calls this after writing code into a running guest.
+        by an IPI flushes too. Idle harts woken from S-mode wfi keep their code: flushing on
+        every IPI halved SMP boot speed. The VMM calls this after writing code into a running
+        guest.
         """
         with self.engine_lock:
             self._check_open()

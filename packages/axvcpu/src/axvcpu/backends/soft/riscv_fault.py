@@ -81,6 +81,9 @@ class Trap:
     tval: int
 
 
+_ECALL_TRAPS = tuple(Trap(EXC_ECALL_U + priv, 0) for priv in range(4))  # ~10k ecalls a boot: made once
+
+
 @dataclass(frozen=True, slots=True)
 class TimeRead:
     """An rdtime (``csrrs rd, time, x0`` or a read-only csrrc/csrrsi/csrrci of it) to answer in
@@ -125,7 +128,7 @@ def effective_address(insn: MemAccess, gpr: GprReader) -> int:
 
 def ecall_trap(priv: int) -> Trap:
     """Unicorn reports every ecall as cause 8; the spec's cause is 8 + the privilege it came from."""
-    return Trap(EXC_ECALL_U + priv, 0)
+    return _ECALL_TRAPS[priv & 3]
 
 
 def illegal_instruction(insn: int | None) -> TimeRead | Trap:
