@@ -109,6 +109,14 @@ def test_a_board_config_beside_the_vm_configs_names_the_architecture(tmp_path: P
     assert config.arch_from == "from the board config board/myboard-v2.toml (target riscv64gc-unknown-none-elf)"
 
 
+def test_a_relative_path_is_named_by_its_folders_too(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    folder = tmp_path / "vms" / "qemu" / "riscv64"
+    write(folder, "arceos-smp1.toml", CONFIG.format(arch="", kernel="/guest/absent"))
+    monkeypatch.chdir(folder)
+    config = load_config("arceos-smp1.toml")
+    assert (config.base.arch, config.arch_from) == (Arch.RISCV64, "from the folder qemu/riscv64/")
+
+
 def test_a_name_spelling_two_architectures_decides_nothing(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
         load_config(write(tmp_path, "x86_64-on-aarch64.toml", CONFIG.format(arch="", kernel="/guest/absent")))

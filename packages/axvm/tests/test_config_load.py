@@ -68,7 +68,8 @@ def test_good_config_loads_with_paths_resolved(tmp_path: Path) -> None:
 
 def test_axvisor_x86_config_loads_unchanged_with_warnings() -> None:
     config = load_config(DATA / "axvisor-arceos-x86_64.toml")
-    assert config.base.arch is Arch.host() and config.base.backend is BackendKind.AUTO
+    assert config.base.arch is Arch.X86_64 and config.arch_from == "from the file name"
+    assert config.base.backend is BackendKind.AUTO
     assert config.base.phys_cpu_sets == (1,)
     assert len(config.devices.passthrough_devices) == 2
     assert any("IO APIC" in warning and "passthrough_devices[0]" in warning for warning in config.warnings)

@@ -121,6 +121,7 @@ def arch_of_name(file: Path | None) -> ArchChoice | None:
     the one above (``vms/qemu/aarch64/``), then the board its folder names."""
     if file is None:
         return None
+    file = file.absolute()  # "vm.toml" checked inside vms/qemu/riscv64/ has those folders too
     arch = _named_arch(file.stem)
     if arch is not None:
         return ArchChoice(arch, "from the file name")
