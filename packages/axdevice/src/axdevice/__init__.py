@@ -6,9 +6,14 @@ from .clint import MTIME_FREQ_HZ, Clint, ClintState, HartTimers, RecordingHartTi
 from .control import RecordingVmControl, VmControl
 from .debug_exit import DebugExit
 from .device import BaseDeviceOps
+from .gicv2 import Gicv2, ppi_intid, spi_intid
+from .gicv2_state import GicCpuState, GicState
+from .gicv2_windows import GicCpuInterfaceWindow, GicDistributorWindow, GicInputLine
 from .i8042 import I8042
 from .irq import IrqLine, NullIrqLine, RecordingIrqLine
 from .pci_host import PciConfigPorts
+from .pl011 import Pl011, Pl011State
+from .pl031 import Pl031, Pl031State
 from .plic import Plic, PlicSource, PlicState
 from .rtc import CmosRtc
 from .scratch import ScratchRegisters
@@ -67,6 +72,18 @@ __all__ = [
     "Plic",
     "PlicSource",
     "PlicState",
+    "Pl011",
+    "Pl011State",
+    "Pl031",
+    "Pl031State",
+    "Gicv2",
+    "GicState",
+    "GicCpuState",
+    "GicInputLine",
+    "GicDistributorWindow",
+    "GicCpuInterfaceWindow",
+    "spi_intid",
+    "ppi_intid",
     "BlockBackend",
     "DescriptorChain",
     "DiskImageError",
