@@ -129,6 +129,16 @@ def test_state_round_trip_continues_on_a_new_clock() -> None:
     assert raised.irq_level
 
 
+def test_reset_clears_registers_but_not_the_time() -> None:
+    rtc, irq, _, _ = make(now=77.0)
+    rtc.write(p.RTCLR, 1000)
+    rtc.write(p.RTCIMSC, 1)
+    rtc.write(p.RTCMR, 1000)
+    assert irq.level
+    rtc.reset()
+    assert rtc.state() == Pl031State(counter=1000) and irq.events[-1] == ("level", False)
+
+
 @pytest.mark.parametrize(
     "bad",
     [Pl031State(counter=-1), Pl031State(match=1 << 32), Pl031State(load=1.5), Pl031State(imsc=2), Pl031State(ris=-1)],  # type: ignore[arg-type]

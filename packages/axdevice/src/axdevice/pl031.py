@@ -128,6 +128,11 @@ class Pl031(BaseDeviceOps):
         self.poll()
         return Pl031State(counter=self.counter(), load=self._load, match=self._match, imsc=self._imsc, ris=self._ris)
 
+    def reset(self) -> None:
+        """Return to the power-on registers (a VM reset); the counter keeps counting, as a
+        real-time clock does across a reset, and the line falls if it was raised."""
+        self._load_state(Pl031State(counter=self.counter()))
+
     def _load_state(self, state: Pl031State) -> None:
         self._offset = state.counter - self._now()
         self._load, self._match = state.load, state.match
