@@ -40,7 +40,7 @@ def test_parse_accepts_codes_and_names() -> None:
     assert EmuDeviceType.parse("Console") is EmuDeviceType.Console
 
 
-@pytest.mark.parametrize("bad", [0x3, 0xFF, -1, "uart", True])
+@pytest.mark.parametrize("bad", [0x7, 0xFF, -1, "uart", True])
 def test_parse_rejects_unknown_naming_value_and_known(bad: object) -> None:
     with pytest.raises(ValueError) as info:
         EmuDeviceType.parse(bad)  # type: ignore[arg-type]

@@ -8,15 +8,33 @@ per-vCPU view, or whatever the VM uses to know which vCPU thread is dispatching 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from axaddrspace import AccessWidth, AddrRange
 
 from .device import BaseDeviceOps
 from .types import EmuDeviceType
 
-if TYPE_CHECKING:
-    from .gicv2 import Gicv2
+
+class Gicv2(Protocol):
+    """What the windows and input lines need of the GIC (``gicv2.Gicv2`` satisfies it); a
+    Protocol here, so this module does not import the GIC that imports it."""
+
+    def set_spi_level(self, intid: int, level: bool) -> None: ...
+
+    def set_ppi_level(self, cpu: int, intid: int, level: bool) -> None: ...
+
+    def pulse_spi(self, intid: int) -> None: ...
+
+    def pulse_ppi(self, cpu: int, intid: int) -> None: ...
+
+    def distributor_read(self, cpu: int, offset: int, width: AccessWidth) -> int: ...
+
+    def distributor_write(self, cpu: int, offset: int, width: AccessWidth, value: int) -> None: ...
+
+    def cpu_read(self, cpu: int, offset: int, width: AccessWidth) -> int: ...
+
+    def cpu_write(self, cpu: int, offset: int, width: AccessWidth, value: int) -> None: ...
 
 
 def fixed_cpu(cpu: int) -> Callable[[], int]:
