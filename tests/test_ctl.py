@@ -19,6 +19,7 @@ from pathlib import Path
 import pexpect
 import pytest
 
+from .host_tools import require
 from .vmm_watch import OUTPUTS, watch
 
 ROOT = Path(__file__).parent.parent
@@ -159,9 +160,9 @@ def test_ctl_over_tcp_needs_the_token(server: tuple[Path, int, Path], tmp_path: 
 
 def test_curl_over_the_socket(server: tuple[Path, int, Path]) -> None:
     """The README's example."""
+    require("curl", why="the README's curl example over the socket")
     curl = shutil.which("curl")
-    if curl is None:
-        pytest.skip("curl is not installed")
+    assert curl is not None
     sock, _, _ = server
     result = subprocess.run(
         [curl, "-s", "--unix-socket", str(sock), "http://localhost/api/vms"], capture_output=True, text=True, timeout=60
