@@ -52,6 +52,7 @@ from axaddrspace import AccessWidth, AddrRange
 
 from .device import BaseDeviceOps
 from .irq import IrqLine
+from .primecell import CELL_ID, id_register
 from .types import EmuDeviceType
 
 PL011_BASE = 0x0900_0000  # QEMU arm virt
@@ -72,12 +73,9 @@ UARTRIS = 0x03C
 UARTMIS = 0x040
 UARTICR = 0x044
 UARTDMACR = 0x048
-ID_OFFSET = 0xFE0
 
 PERIPH_ID = (0x11, 0x10, 0x34, 0x00)
 """PeriphID0-3: part number 0x011, designer 0x41 (ARM), revision 3 (r1p5), configuration 0."""
-CELL_ID = (0x0D, 0xF0, 0x05, 0xB1)
-"""CellID0-3: the PrimeCell preamble 0xB105F00D every AMBA device carries."""
 ID_BYTES = PERIPH_ID + CELL_ID
 
 # UARTDR: received data and its error flags.
@@ -341,9 +339,7 @@ class Pl011(BaseDeviceOps):
             return self._ris & self._regs[UARTIMSC]
         if offset in self._regs:
             return self._regs[offset]
-        if ID_OFFSET <= offset < ID_OFFSET + 4 * len(ID_BYTES) and offset % 4 == 0:
-            return ID_BYTES[(offset - ID_OFFSET) // 4]
-        return 0
+        return id_register(ID_BYTES, offset)
 
     def write(self, offset: int, value: int) -> None:
         """The guest writes the register at ``offset``; read-only and unknown offsets drop it."""

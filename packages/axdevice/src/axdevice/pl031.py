@@ -35,6 +35,7 @@ from axaddrspace import AccessWidth, AddrRange
 
 from .device import BaseDeviceOps
 from .irq import IrqLine
+from .primecell import CELL_ID, id_register
 from .types import EmuDeviceType
 
 PL031_BASE = 0x0901_0000  # QEMU arm virt
@@ -48,10 +49,8 @@ RTCIMSC = 0x010
 RTCRIS = 0x014
 RTCMIS = 0x018
 RTCICR = 0x01C
-ID_OFFSET = 0xFE0
 
 PERIPH_ID = (0x31, 0x10, 0x14, 0x00)
-CELL_ID = (0x0D, 0xF0, 0x05, 0xB1)
 ID_BYTES = PERIPH_ID + CELL_ID
 
 COUNTER_MASK = 0xFFFF_FFFF
@@ -202,9 +201,7 @@ class Pl031(BaseDeviceOps):
             return self._ris
         if offset == RTCMIS:
             return self._ris & self._imsc
-        if ID_OFFSET <= offset < ID_OFFSET + 4 * len(ID_BYTES):
-            return ID_BYTES[(offset - ID_OFFSET) // 4]
-        return 0
+        return id_register(ID_BYTES, offset)
 
     def write(self, offset: int, value: int) -> None:
         """The guest writes the register at ``offset``; read-only and unknown offsets drop it."""
