@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from axvm import AxVM, AxVMCrateConfig, ConfigError, VmBuildError, load_config
 
 from . import generate as generate_cmd
-from .backends import REGISTRY, kvm_kind, kvm_status, select_backend
+from .backends import REGISTRY, kvm_kind, kvm_status
 from .console import ConsoleMux, Terminal
 from .errors import USAGE_EXIT_STATUS, UserError
 from .operate_cli import OPERATE_COMMANDS, add_operate_parsers, run_operate
@@ -120,15 +120,16 @@ def cmd_run(paths: Sequence[str]) -> int:
     for config in configs:
         for warning in config.warnings:
             print(f"warning: {warning}", file=sys.stderr)
-    for config in configs:
-        plan_vm(config)  # every VM can run (images, devices, host bounds) before any starts
+    # every VM can run (images, devices, host bounds) before any starts; its backend is the plan's
+    backends = {id(config): plan_vm(config).backend for config in configs}
     terminal = Terminal.of_stdin()  # saved before anything can change it, restored by run_session
     with StopRequest() as stop, stop.catching_signals(), ConsoleMux([config.base.name for config in configs]) as mux:
         label = {id(config): name for config, name in zip(configs, mux.names, strict=True)}
 
         def build(config: AxVMCrateConfig) -> AxVM:
             """Also rebuilds a VM after a guest reset (the supervisor hands back the same config)."""
-            entry = select_backend(config)
+            entry = backends[id(config)]
+            assert entry is not None  # plan_vm without missing_backend_ok found one or raised
             try:
                 backend = entry.factory(config)
             except (OSError, RuntimeError) as error:  # e.g. KVM_CREATE_VM refused by the host
