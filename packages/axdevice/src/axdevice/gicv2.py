@@ -72,6 +72,7 @@ from .gicv2_state import (
 )
 from .gicv2_windows import GicCpuInterfaceWindow, GicDistributorWindow, GicInputLine, fixed_cpu
 from .irq import IrqLine
+from .primecell import id_register
 
 GICD_BASE = 0x0800_0000  # QEMU arm virt
 GICD_SIZE = 0x10000
@@ -354,9 +355,7 @@ class Gicv2:
             return self._read_bitmap(me, offset)
         if GICD_ICFGR <= offset < GICD_ICFGR + 0x100:
             return self._read_config(me, (offset - GICD_ICFGR) // 4)
-        if GICD_ID <= offset < GICD_ID + 4 * len(GICD_ID_BYTES):
-            return GICD_ID_BYTES[(offset - GICD_ID) // 4]
-        return 0
+        return id_register(GICD_ID_BYTES, offset, GICD_ID)
 
     def distributor_write(self, cpu: int, offset: int, width: AccessWidth, value: int) -> None:
         """CPU ``cpu`` writes the distributor register at ``offset``."""

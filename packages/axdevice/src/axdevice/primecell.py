@@ -11,8 +11,11 @@ CELL_ID = (0x0D, 0xF0, 0x05, 0xB1)
 """CellID0-3: the PrimeCell preamble 0xB105F00D every AMBA device carries."""
 
 
-def id_register(id_bytes: tuple[int, ...], offset: int) -> int:
-    """The ID byte at word ``offset`` (PeriphID0-3 then CellID0-3), or 0 outside them."""
-    if ID_OFFSET <= offset < ID_OFFSET + 4 * len(id_bytes) and offset % 4 == 0:
-        return id_bytes[(offset - ID_OFFSET) // 4]
+def id_register(id_bytes: tuple[int, ...], offset: int, base: int = ID_OFFSET) -> int:
+    """The ID byte at word ``offset`` (one byte per word from ``base``), or 0 outside them.
+
+    ``base`` is 0xFE0 for a PrimeCell; the GICv2 distributor's ID block starts at 0xFD0.
+    """
+    if base <= offset < base + 4 * len(id_bytes) and offset % 4 == 0:
+        return id_bytes[(offset - base) // 4]
     return 0
