@@ -2,6 +2,7 @@
 
 from .acpi_pm import AcpiPmControl
 from .bus import DeviceOverlapError, MmioBus, PortBus, SysRegBus
+from .callback_device import CallbackDevice
 from .clint import MTIME_FREQ_HZ, Clint, ClintState, HartTimers, RecordingHartTimers
 from .control import RecordingVmControl, VmControl
 from .debug_exit import DebugExit
@@ -41,6 +42,7 @@ from .virtio import (
 )
 
 __all__ = [
+    "CallbackDevice",
     "AcpiPmControl",
     "ScratchRegisters",
     "I8042",

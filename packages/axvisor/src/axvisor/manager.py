@@ -126,6 +126,8 @@ class VmManager:
     extra sink for every VM's console bytes, ``(vm_id, data)``, called on vCPU threads (for a
     process that prints them; it must not block). ``backend_factory``: build every VM on the
     backend it returns instead of the one ``axvisor run`` would choose (tests, embedders).
+    ``on_build``: called with every VM built (created, or rebuilt by a reset or a restart)
+    before it runs, to install an embedder's hooks (``axvisor.scripting``).
     """
 
     def __init__(
@@ -134,6 +136,7 @@ class VmManager:
         console_echo: Callable[[int, bytes], object] | None = None,
         *,
         backend_factory: Callable[[AxVMCrateConfig], VmBackend] | None = None,
+        on_build: Callable[[AxVM], object] | None = None,
     ) -> None:
         self._log_dir = Path(log_dir) if log_dir is not None else None
         if self._log_dir is not None:
@@ -143,6 +146,7 @@ class VmManager:
                 raise BadRequest("log_dir", f"{self._log_dir}: cannot create it: {error.strerror}") from None
         self._echo = console_echo
         self._backend_factory = backend_factory
+        self._on_build = on_build
         self._lock = threading.Lock()
         self._vms: dict[int, ManagedVm] = {}
         self._ids: tuple[int, ...] = ()
@@ -437,7 +441,14 @@ class VmManager:
         except (OSError, RuntimeError) as error:  # e.g. KVM_CREATE_VM refused by the host
             raise HostError(f"VM {config.base.name!r}: starting its backend: {error}") from None
         try:
-            return build_vm(config, backend, sink)
+            vm = build_vm(config, backend, sink)
+            if self._on_build is not None:
+                try:
+                    self._on_build(vm)
+                except BaseException:
+                    vm.stop()
+                    raise
+            return vm
         except ConfigError as error:
             raise BadRequest("config", str(error).replace("\n", "; ")) from None
         except (VmBuildError, OSError) as error:

@@ -119,6 +119,17 @@ class DeviceManager:
         for irq in irqs:
             self._irqs.setdefault(irq, []).append(_IrqClaim(owner, shared_irqs))
 
+    def detach(self, device: BaseDeviceOps, kind: BusKind) -> None:
+        """Take ``device`` off its bus and free its interrupts (a device added at run time)."""
+        self.bus(kind).remove(device)
+        owner = self._owners.pop(id(device), None)
+        for irq, claims in list(self._irqs.items()):
+            kept = [claim for claim in claims if claim.owner is not owner]
+            if kept:
+                self._irqs[irq] = kept
+            else:
+                del self._irqs[irq]
+
     def is_taken(self, device: BaseDeviceOps, kind: BusKind) -> bool:
         """Whether ``device``'s range overlaps a device already on its bus (a machine's own
         device then yields to the one the config placed there)."""

@@ -15,13 +15,13 @@ import threading
 from collections.abc import Callable, Iterator
 
 from axaddrspace import AddrRange, AddrSpace, GuestPhysAddr, MappingFlags
-from axdevice import IrqLine, Uart16550, VirtioConsole
+from axdevice import BaseDeviceOps, IrqLine, Uart16550, VirtioConsole
 from axvcpu import AxVCpuExitReason, Nothing, SystemDown, VCpu, VCpuState
 
 from .backend import GuestClock, VmBackend
 from .capabilities import BackendCapabilities
 from .config import GUEST_PHYS_LIMIT, AxVMCrateConfig, ConfigError, ConfigProblem
-from .device_manager import DeviceManager, DeviceOwner, PlacementError
+from .device_manager import BusKind, DeviceManager, DeviceOwner, PlacementError
 from .devices import DeviceConfigError, DeviceContext, UnsupportedDevice, build_device
 from .dispatch import DeviceBuses
 from .host import HostResources, LocalHost
@@ -30,6 +30,9 @@ from .machine import BootPlan, BootTarget
 from .machines.registry import machine_for
 
 log = logging.getLogger(__name__)
+
+ExitObserver = Callable[[int, AxVCpuExitReason], object]
+"""``observer(vcpu_id, exit)``: told of a vCPU exit on that vCPU's thread; it must not block."""
 
 class VmBuildError(RuntimeError):
     """A step of building the VM failed for a reason other than the config."""
@@ -64,6 +67,9 @@ class AxVM:
         """run_vcpu returns Nothing at its next turn: the VMM parks the vCPU threads (a pause)."""
         self._clock_paused = False
         self.exit_counts: list[dict[type, int]] = []
+        self.exit_observers: list[ExitObserver] = []
+        """Called with (vcpu_id, exit) for every exit the backend reports, before it is handled;
+        an empty list costs one truth test per exit."""
         """Per vCPU, exits its backend reported, by exit type (handled here or not)."""
         self.addrspace = AddrSpace(0, GUEST_PHYS_LIMIT, backend.stage2)
         self._allocate_ram = allocate_ram
@@ -184,6 +190,23 @@ class AxVM:
         """The device manager's lock: held for every device access, by vCPU threads and the VMM."""
         return self.devices.lock
 
+    def attach_device(self, device: BaseDeviceOps, label: str) -> None:
+        """Add an MMIO device to a built (even running) VM, placed and checked like the config's
+        (PlacementError naming ``label``), and served inline where the backend serves MMIO so."""
+        with self.devices.lock:
+            self.devices.attach(device, BusKind.MMIO, DeviceOwner(label))
+        inline = self._target.backend.inline_mmio
+        if inline is not None:
+            inline.set_mmio_handler(self.devices.mmio_windows(), self.devices)
+
+    def detach_device(self, device: BaseDeviceOps) -> None:
+        """Take off a device ``attach_device`` added."""
+        with self.devices.lock:
+            self.devices.detach(device, BusKind.MMIO)
+        inline = self._target.backend.inline_mmio
+        if inline is not None:
+            inline.set_mmio_handler(self.devices.mmio_windows(), self.devices)
+
     # -- lifecycle ------------------------------------------------------------------------
 
     @property
@@ -282,6 +305,7 @@ class AxVM:
             vcpu.bind()
         devices, addrspace = self.devices, self.addrspace
         counts = self.exit_counts[vcpu_id]
+        observers = self.exit_observers
         while True:
             request = self._exit_request
             if request is not None:
@@ -291,8 +315,18 @@ class AxVM:
             exit_reason = vcpu.run()
             kind = type(exit_reason)
             counts[kind] = counts.get(kind, 0) + 1
+            if observers:
+                self._tell_observers(vcpu_id, exit_reason)
             outcome = devices.handle_exit(exit_reason, addrspace)
             if outcome is None:
                 return exit_reason
             if outcome.read_value is not None:
                 vcpu.complete_read(outcome.read_value)
+
+    def _tell_observers(self, vcpu_id: int, exit_reason: AxVCpuExitReason) -> None:
+        """A failing observer is logged and skipped: it must not take the vCPU down."""
+        for observe in tuple(self.exit_observers):
+            try:
+                observe(vcpu_id, exit_reason)
+            except Exception:
+                log.exception("VM %r: exit observer %r failed on %r", self.name, observe, exit_reason)
