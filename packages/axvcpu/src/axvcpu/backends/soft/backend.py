@@ -183,6 +183,16 @@ class SoftRiscvBackend:
             self._t0_ns += time.monotonic_ns() - paused
             self._paused_ns = None
 
+    def save_clock(self) -> int:
+        """The guest clock for a snapshot: mtime now (stands still while paused)."""
+        return self.mtime()
+
+    def restore_clock(self, ticks: int) -> None:
+        """Make mtime read ``ticks`` now and count on from there (a snapshot restored), paused
+        or not."""
+        now = self._paused_ns if self._paused_ns is not None else time.monotonic_ns()
+        self._t0_ns = now - ticks * _NS_PER_TICK
+
     def _mtime_deadline(self, ticks: int) -> float:
         """The time.monotonic() value at which mtime() reaches ``ticks``."""
         return (self._t0_ns + ticks * _NS_PER_TICK) / 1e9 + 1e-6

@@ -36,6 +36,7 @@ error; it becomes a breakpoint trap. Anything else unicorn reports is ``FailEntr
 from __future__ import annotations
 
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -73,6 +74,7 @@ from axaddrspace import GuestPhysAddr, Stage2Mapper
 from ...arch import ArchVCpu
 from ...errors import PendingReadError
 from ...exits import AxVCpuExitReason, FailEntry, Halt, MmioRead, MmioWrite, Nothing
+from . import riscv_state
 from .hart_context import HartContext
 from .riscv_decode import WFI, is_ebreak
 from .riscv_fault import (
@@ -517,6 +519,24 @@ class RiscvSoftVCpu(ArchVCpu):
             return MmioWrite(addr, access.width, access.value)
         self._pending_read = _PendingRead(access, pc)
         return MmioRead(addr, access.width, reg=access.insn.reg, signed=access.insn.signed)
+
+    # -- snapshots (riscv_state) ------------------------------------------------------------------------
+
+    def save_state(self) -> dict[str, Any]:
+        """This hart's full state as plain data (``riscv_state.capture``); call it between runs."""
+        with self.engine_lock:
+            self._check_open()
+            return riscv_state.capture(
+                self._regs, self._irqs, halted=self._halted, parked_in_firmware=self._parked_in_firmware
+            )
+
+    def load_state(self, state: Mapping[str, Any]) -> None:
+        """Take a saved state (``riscv_state.restore``; HartStateError naming a bad field)."""
+        with self.engine_lock:
+            self._check_open()
+            self._halted, self._parked_in_firmware = riscv_state.restore(self._regs, self._irqs, state, self.hart)
+            self._pending_read = None
+            self._uc.ctl_flush_tb()
 
     def __repr__(self) -> str:
         return f"RiscvSoftVCpu(hart={self.hart})"

@@ -98,6 +98,17 @@ class HartInterrupts:
     def mtimecmp(self) -> int:
         return self._mtimecmp
 
+    def latched(self) -> tuple[int, int]:
+        """(pulses not yet applied, M-level pulses latched until taken): for a snapshot."""
+        with self._cond:
+            return self._pulses, self._latched_m
+
+    def restore_latched(self, pulses: int, latched_m: int) -> None:
+        """Put back what ``latched`` saved (a snapshot restored)."""
+        with self._cond:
+            self._pulses, self._latched_m = pulses, latched_m & M_LEVEL_MASK
+            self._cond.notify_all()
+
     # -- the hart's thread ------------------------------------------------------------------------
 
     def take(self) -> tuple[int, int, int, int]:
