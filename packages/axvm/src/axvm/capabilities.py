@@ -76,6 +76,24 @@ class EcallHook(Protocol):
     def set_ecall_observer(self, observer: EcallObserver | None) -> None: ...
 
 
+@runtime_checkable
+class ArmCpuLines(Protocol):
+    """The arm CPU side a GIC needs: each vCPU's IRQ input (the GIC's CPU interface drives it)
+    and each vCPU's generic-timer outputs, which the machine wires to the GIC's PPIs."""
+
+    def cpu_irq_line(self, cpu: int) -> IrqLine: ...
+
+    def set_timer_lines(self, cpu: int, virtual: IrqLine, physical: IrqLine) -> None: ...
+
+
+@runtime_checkable
+class VcpuIdentity(Protocol):
+    """Which vCPU is making the device access being served now (for registers banked per CPU,
+    as the GIC's): the backend serves MMIO on the accessing vCPU's own thread."""
+
+    def current_vcpu(self) -> int: ...
+
+
 @dataclass(frozen=True)
 class BackendCapabilities:
     """One backend's capabilities, asked once; ``None`` where it lacks one."""
@@ -87,6 +105,8 @@ class BackendCapabilities:
     clock: MachineClock | None = None
     inline_mmio: InlineMmio | None = None
     ecall_hook: EcallHook | None = None
+    arm_cpu_lines: ArmCpuLines | None = None
+    vcpu_identity: VcpuIdentity | None = None
 
     @classmethod
     def of(cls, backend: VmBackend) -> BackendCapabilities:
@@ -97,6 +117,8 @@ class BackendCapabilities:
             clock=backend if isinstance(backend, MachineClock) else None,
             inline_mmio=backend if isinstance(backend, InlineMmio) else None,
             ecall_hook=backend if isinstance(backend, EcallHook) else None,
+            arm_cpu_lines=backend if isinstance(backend, ArmCpuLines) else None,
+            vcpu_identity=backend if isinstance(backend, VcpuIdentity) else None,
         )
 
     def need_irq_lines(self, who: str) -> IrqLines:

@@ -22,6 +22,7 @@ from axdevice import (
     DiskImageError,
     EmuDeviceType,
     IrqLine,
+    Pl011,
     RxResult,
     ScratchRegisters,
     SifiveTest,
@@ -64,7 +65,8 @@ class DeviceContext:
 class BuiltDevice:
     device: BaseDeviceOps
     bus: BusKind
-    uart: Uart16550 | None = None
+    uart: Uart16550 | Pl011 | None = None
+    """A UART the console types into (its ``push_input``)."""
     virtio_console: VirtioConsole | None = None
     irqs: tuple[int, ...] = ()
     """The interrupts the device drives: the device manager allots each to it alone."""

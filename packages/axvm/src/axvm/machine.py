@@ -12,11 +12,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from axaddrspace import GuestMemory
 from axdevice import IrqLine
-from axvcpu import VCpu
+from axvcpu import AxVCpuExitReason, VCpu
 
 from .capabilities import BackendCapabilities
 from .config import Arch, AxVMCrateConfig
@@ -75,6 +75,19 @@ class Machine(Protocol):
     def platform_devices(self, target: BootTarget, ctx: DeviceContext) -> Sequence[BuiltDevice]: ...
 
     def prepare_boot(self, target: BootTarget, plan: BootPlan) -> None: ...
+
+
+@runtime_checkable
+class VcpuRunHooks(Protocol):
+    """A machine that takes part in running its vCPUs (arm virt: power states and PSCI calls
+    answered by the VMM). ``AxVM.run_vcpu`` asks ``vcpu_enter`` before each run (an exit
+    returned goes to the VMM instead of running) and hands it each exit the devices did not
+    handle (None: handled, run on)."""
+
+    def vcpu_enter(self, target: BootTarget, vcpu_id: int) -> AxVCpuExitReason | None: ...
+
+    def vcpu_exit(self, target: BootTarget, vcpu_id: int,
+                  exit_reason: AxVCpuExitReason) -> AxVCpuExitReason | None: ...
 
 
 class GenericMachine:

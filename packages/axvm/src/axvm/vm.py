@@ -15,7 +15,7 @@ import threading
 from collections.abc import Callable, Iterator
 
 from axaddrspace import AddrRange, AddrSpace, GuestPhysAddr, MappingFlags
-from axdevice import BaseDeviceOps, IrqLine, Uart16550, VirtioConsole
+from axdevice import BaseDeviceOps, IrqLine, Pl011, Uart16550, VirtioConsole
 from axvcpu import AxVCpuExitReason, Nothing, SystemDown, VCpu, VCpuState
 
 from .backend import GuestClock, VmBackend
@@ -26,7 +26,7 @@ from .devices import DeviceConfigError, DeviceContext, UnsupportedDevice, build_
 from .dispatch import DeviceBuses
 from .host import HostResources, LocalHost
 from .lifecycle import VMState, check_vm_transition
-from .machine import BootPlan, BootTarget
+from .machine import BootPlan, BootTarget, VcpuRunHooks
 from .machines.registry import machine_for
 
 log = logging.getLogger(__name__)
@@ -54,7 +54,7 @@ class AxVM:
         self.devices = DeviceManager(AddrRange.from_start_size(region.gpa, region.size)
                                      for region in config.kernel.memory_regions)
         """The buses, the device lock, placement and interrupts: every device access goes through it."""
-        self.consoles: list[Uart16550] = []
+        self.consoles: list[Uart16550 | Pl011] = []
         self.virtio_consoles: list[VirtioConsole] = []
         self.host = host or LocalHost()
         self._on_stop: list[Callable[[], object]] = []
@@ -74,6 +74,7 @@ class AxVM:
         self.addrspace = AddrSpace(0, GUEST_PHYS_LIMIT, backend.stage2)
         self._allocate_ram = allocate_ram
         self.machine = machine_for(config.base.arch)
+        self._run_hooks = self.machine if isinstance(self.machine, VcpuRunHooks) else None
         self.boot_plan: BootPlan | None = None
         """How to enter the loaded images; set by the loader, used by boot()."""
         self.vcpus: list[VCpu] = []
@@ -306,12 +307,15 @@ class AxVM:
         devices, addrspace = self.devices, self.addrspace
         counts = self.exit_counts[vcpu_id]
         observers = self.exit_observers
+        hooks, target = self._run_hooks, self._target
         while True:
             request = self._exit_request
             if request is not None:
                 return request
             if self._hold:
                 return Nothing()
+            if hooks is not None and (held := hooks.vcpu_enter(target, vcpu_id)) is not None:
+                return held
             exit_reason = vcpu.run()
             kind = type(exit_reason)
             counts[kind] = counts.get(kind, 0) + 1
@@ -319,7 +323,10 @@ class AxVM:
                 self._tell_observers(vcpu_id, exit_reason)
             outcome = devices.handle_exit(exit_reason, addrspace)
             if outcome is None:
-                return exit_reason
+                passed = exit_reason if hooks is None else hooks.vcpu_exit(target, vcpu_id, exit_reason)
+                if passed is not None:
+                    return passed
+                continue
             if outcome.read_value is not None:
                 vcpu.complete_read(outcome.read_value)
 

@@ -10,12 +10,14 @@ from collections.abc import Callable
 
 from ..config import Arch
 from ..machine import GenericMachine, Machine
+from .arm.machine import ArmVirtMachine
 from .riscv.machine import RiscvVirtMachine
 from .x86.machine import X86Machine
 
 MACHINES: dict[Arch, Callable[[], Machine]] = {
     Arch.X86_64: X86Machine,
     Arch.RISCV64: RiscvVirtMachine,
+    Arch.AARCH64: ArmVirtMachine,
 }
 """A new machine for each VM (a machine keeps its VM's interrupt controllers)."""
 

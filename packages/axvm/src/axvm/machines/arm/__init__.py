@@ -1,1 +1,1 @@
-"""QEMU's arm virt board: what the VMM answers for it (PSCI), and later its layout and device tree."""
+"""QEMU's arm virt board: its layout and device tree, PSCI answered by the VMM, CPU power states."""
