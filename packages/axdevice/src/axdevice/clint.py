@@ -129,18 +129,26 @@ class Clint(BaseDeviceOps):
         """
         num_harts = len(state.msip)
         _check_num_harts(num_harts)
-        if len(state.mtimecmp) != num_harts:
-            raise ValueError(f"ClintState has {num_harts} msip but {len(state.mtimecmp)} mtimecmp values")
-        for value in (*state.mtimecmp, state.mtime):
-            if not isinstance(value, int) or not 0 <= value <= U64_MASK:
-                raise ValueError(f"ClintState value {value!r} is not a 64-bit unsigned integer")
         clint = cls(base, num_harts, msip_lines, timers, clock)
-        clint.set_mtime(state.mtime)
-        for hart in range(num_harts):
-            clint._set_msip(hart, bool(state.msip[hart]))
-            clint._mtimecmp[hart] = state.mtimecmp[hart]
-            timers.set_mtimecmp(hart, state.mtimecmp[hart])
+        clint.restore(state)
         return clint
+
+    def restore(self, state: ClintState) -> None:
+        """Put this CLINT into ``state`` in place (a VM snapshot restored), keeping its lines,
+        timers and clock; ValueError as ``from_state``. mtime continues from the saved value."""
+        if len(state.msip) != self.num_harts or len(state.mtimecmp) != self.num_harts:
+            raise ValueError(
+                f"ClintState has {len(state.msip)} msip and {len(state.mtimecmp)} mtimecmp values "
+                f"for {self.num_harts} harts"
+            )
+        for value in (*state.mtimecmp, state.mtime):
+            if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= U64_MASK:
+                raise ValueError(f"ClintState value {value!r} is not a 64-bit unsigned integer")
+        self.set_mtime(state.mtime)
+        for hart in range(self.num_harts):
+            self._set_msip(hart, bool(state.msip[hart]))
+            self._mtimecmp[hart] = state.mtimecmp[hart]
+            self._timers.set_mtimecmp(hart, state.mtimecmp[hart])
 
     def state(self) -> ClintState:
         """A snapshot of the registers, mtime as read now."""

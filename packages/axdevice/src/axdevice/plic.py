@@ -128,10 +128,18 @@ class Plic(BaseDeviceOps):
         The context lines whose rule holds in ``state`` are raised at once.
         """
         plic = cls(base, len(state.priorities) - 1, context_lines, size)
-        if len(state.thresholds) != plic.num_contexts or len(state.enables) != plic.num_contexts:
+        plic.restore(state)
+        return plic
+
+    def restore(self, state: PlicState) -> None:
+        """Put this PLIC into ``state`` in place (a VM snapshot restored), keeping its lines;
+        ValueError if this PLIC could not be in it. The lines follow the restored rule."""
+        if len(state.priorities) != self.num_sources + 1:
+            raise ValueError(f"PlicState has {len(state.priorities) - 1} sources, this PLIC {self.num_sources}")
+        if len(state.thresholds) != self.num_contexts or len(state.enables) != self.num_contexts:
             raise ValueError(
                 f"PlicState has {len(state.thresholds)} thresholds and {len(state.enables)} enable masks "
-                f"for {plic.num_contexts} context lines"
+                f"for {self.num_contexts} context lines"
             )
         for value in (*state.priorities, *state.thresholds):
             if not isinstance(value, int) or value & ~PRIORITY_MASK or value < 0:
@@ -139,10 +147,13 @@ class Plic(BaseDeviceOps):
         if state.priorities[0] != 0:
             raise ValueError("PlicState gives source 0 a priority; source 0 does not exist")
         for mask in (*state.enables, state.pending, state.claimed, state.levels):
-            if not isinstance(mask, int) or mask < 0 or mask & ~plic._valid:
-                raise ValueError(f"PlicState mask {mask!r} names sources outside 1..{plic.num_sources}")
-        plic._load(state)
-        return plic
+            if not isinstance(mask, int) or mask < 0 or mask & ~self._valid:
+                raise ValueError(f"PlicState mask {mask!r} names sources outside 1..{self.num_sources}")
+        was_high = list(getattr(self, "_out", ()))
+        self._load(state)
+        for context, high in enumerate(was_high):
+            if high and not self._out[context]:  # _load starts from all-low: lower what it left high
+                self._lines[context].set_level(False)
 
     def state(self) -> PlicState:
         """A snapshot of every register and input level."""

@@ -158,6 +158,12 @@ class Uart16550:
         uart._load(state)
         return uart
 
+    def restore(self, state: UartState) -> None:
+        """Put this UART into ``state`` in place (a VM snapshot restored), keeping its line and
+        sink; ValueError as ``from_state``. The line follows the restored interrupt state."""
+        _validate(state)
+        self._load(state)
+
     def state(self) -> UartState:
         """A snapshot of the registers and the RX FIFO."""
         return UartState(

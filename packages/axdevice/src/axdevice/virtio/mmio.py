@@ -390,6 +390,12 @@ class VirtioMmioTransport(BaseDeviceOps):
         an interrupt was pending.
         """
         transport = cls(base, device, memory, irq, size)
+        transport.restore(state)
+        return transport
+
+    def restore(self, state: VirtioMmioState) -> None:
+        """Put this transport into ``state`` in place (a VM snapshot restored), around its
+        device (restored first by the caller); ValueError as ``from_state``."""
         for name in ("status", "device_features_sel", "driver_features_sel", "queue_sel", "config_generation"):
             value = getattr(state, name)
             if not isinstance(value, int) or not 0 <= value <= 0xFFFFFFFF:
@@ -399,20 +405,19 @@ class VirtioMmioTransport(BaseDeviceOps):
         if not isinstance(state.interrupt_status, int) or state.interrupt_status & ~_INT_MASK:
             raise ValueError(f"VirtioMmioState.interrupt_status = {state.interrupt_status!r} is not 0..3")
         features = state.driver_features
-        if not isinstance(features, int) or features < 0 or features & ~transport.device_features:
+        if not isinstance(features, int) or features < 0 or features & ~self.device_features:
             raise ValueError(f"VirtioMmioState.driver_features = {features!r} were not offered")
-        if len(state.queues) != device.num_queues:
-            raise ValueError(f"VirtioMmioState has {len(state.queues)} queues, the device {device.num_queues}")
-        transport.queues = tuple(SplitQueue.from_state(memory, device.queue_max_size, q) for q in state.queues)
-        transport.status = state.status
-        transport.device_features_sel = state.device_features_sel
-        transport.driver_features = features
-        transport.driver_features_sel = state.driver_features_sel
-        transport.queue_sel = state.queue_sel
-        transport.config_generation = state.config_generation
-        transport.interrupt_status = state.interrupt_status
+        if len(state.queues) != self.device.num_queues:
+            raise ValueError(f"VirtioMmioState has {len(state.queues)} queues, the device {self.device.num_queues}")
+        self.queues = tuple(SplitQueue.from_state(self.memory, self.device.queue_max_size, q) for q in state.queues)
+        self.status = state.status
+        self.device_features_sel = state.device_features_sel
+        self.driver_features = features
+        self.driver_features_sel = state.driver_features_sel
+        self.queue_sel = state.queue_sel
+        self.config_generation = state.config_generation
+        self.interrupt_status = state.interrupt_status
         running = state.status & DeviceStatus.DRIVER_OK and not state.status & DeviceStatus.DEVICE_NEEDS_RESET
         if running:
-            device.activate(transport.queues, features)
-        transport._update_irq()
-        return transport
+            self.device.activate(self.queues, features)
+        self._update_irq()

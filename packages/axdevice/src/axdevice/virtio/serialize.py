@@ -55,6 +55,13 @@ def from_dict(cls: type[_T], data: Mapping[str, Any]) -> _T:
 
 def _decode(where: str, hint: Any, value: Any) -> Any:
     origin = typing.get_origin(hint)
+    if origin is tuple:  # tuple[X, ...] (the PLIC's and CLINT's per-context and per-hart values)
+        args = typing.get_args(hint)
+        if len(args) != 2 or args[1] is not Ellipsis:
+            raise TypeError(f"{where}: cannot decode a {hint!r}")
+        if not isinstance(value, list):
+            raise ValueError(f"{where}: expected a list, got {value!r}")
+        return tuple(_decode(f"{where}[{i}]", args[0], item) for i, item in enumerate(value))
     if origin is list:
         if not isinstance(value, list):
             raise ValueError(f"{where}: expected a list, got {value!r}")

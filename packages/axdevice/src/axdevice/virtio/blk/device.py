@@ -99,17 +99,22 @@ class VirtioBlk(VirtioDevice):
     def from_state(cls, state: VirtioBlkState, backend: BlockBackend) -> VirtioBlk:
         """A device resumed over ``backend``; ValueError if it is not the disk that was saved."""
         device = cls(backend)
-        if (state.capacity_sectors, bool(state.read_only)) != (device.disk.capacity_sectors, device.disk.read_only):
+        device.restore(state)
+        return device
+
+    def restore(self, state: VirtioBlkState) -> None:
+        """Take saved counters in place (a VM snapshot restored); ValueError if the disk is not
+        the one that was saved (size, read-only) or a value is not a count."""
+        if (state.capacity_sectors, bool(state.read_only)) != (self.disk.capacity_sectors, self.disk.read_only):
             raise ValueError(
                 f"saved virtio-blk had {state.capacity_sectors} sectors (read_only={state.read_only}), "
-                f"the backend has {device.disk.capacity_sectors} (read_only={device.disk.read_only})"
+                f"the backend has {self.disk.capacity_sectors} (read_only={self.disk.read_only})"
             )
-        restore_counters(device, state, ("requests", "io_errors", "unsupported"))
         for kind, count in state.host_errors.items():
             if not isinstance(kind, str) or isinstance(count, bool) or not isinstance(count, int) or count < 0:
                 raise ValueError(f"VirtioBlkState.host_errors[{kind!r}] = {count!r} is not a count")
-        device._host_errors.counts = dict(state.host_errors)  # kinds already seen stay quiet
-        return device
+        restore_counters(self, state, ("requests", "io_errors", "unsupported"))
+        self._host_errors.counts = dict(state.host_errors)  # kinds already seen stay quiet
 
     def state(self) -> VirtioBlkState:
         return VirtioBlkState(

@@ -61,6 +61,10 @@ class VirtioConsole(VirtioDevice):
         restore_counters(device, state, ("bytes_sent", "lost_output_bytes", "bytes_received"))
         return device
 
+    def restore(self, state: VirtioConsoleState) -> None:
+        """Take saved counters in place (a VM snapshot restored); ValueError for a non-count."""
+        restore_counters(self, state, ("bytes_sent", "lost_output_bytes", "bytes_received"))
+
     def state(self) -> VirtioConsoleState:
         return VirtioConsoleState(self.bytes_sent, self.lost_output_bytes, self.bytes_received)
 

@@ -80,6 +80,14 @@ class VirtioNet(VirtioDevice):
         restore_counters(device, state, ("tx_frames", "tx_dropped", "tx_errors", "rx_frames", "rx_dropped"))
         return device
 
+    def restore(self, state: VirtioNetState) -> None:
+        """Take the link state and counters in place (a VM snapshot restored). The MAC stays
+        this device's own: a clone of a snapshot is built with its own address."""
+        if not isinstance(state.link_up, bool):
+            raise ValueError(f"VirtioNetState.link_up = {state.link_up!r} is not true or false")
+        restore_counters(self, state, ("tx_frames", "tx_dropped", "tx_errors", "rx_frames", "rx_dropped"))
+        self.link_up = state.link_up
+
     def state(self) -> VirtioNetState:
         return VirtioNetState(
             self.mac, self.link_up, self.tx_frames, self.tx_dropped, self.tx_errors, self.rx_frames, self.rx_dropped

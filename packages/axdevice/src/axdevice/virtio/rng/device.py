@@ -38,6 +38,10 @@ class VirtioRng(VirtioDevice):
         restore_counters(device, state, ("bytes_served", "source_failures"))
         return device
 
+    def restore(self, state: VirtioRngState) -> None:
+        """Take saved counters in place (a VM snapshot restored); ValueError for a non-count."""
+        restore_counters(self, state, ("bytes_served", "source_failures"))
+
     def state(self) -> VirtioRngState:
         return VirtioRngState(self.bytes_served, self.source_failures)
 
