@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from axaddrspace import GuestPhysAddr, Stage2Mapper
 
 from .arch import ArchVCpu
+from .debug import Debugger
 from .errors import PendingReadError
 from .exits import READ_EXITS, AxVCpuExitReason
 from .state import VCpuState, check_transition
@@ -31,6 +32,9 @@ class VCpu:
         self._state = VCpuState.CREATED
         self._read_pending = False
         self._lock = threading.Lock()
+        self.debug: Debugger | None = None
+        """A debugger attached to this vCPU (``axvcpu.backends.debug.attach_debugger``): run()
+        asks it before and after each entry; None (no debugger) costs one attribute test."""
 
     @property
     def state(self) -> VCpuState:
@@ -67,8 +71,12 @@ class VCpu:
         if self._state is not VCpuState.READY:
             check_transition(self.id, self._state, VCpuState.RUNNING)
         self._state = VCpuState.RUNNING
+        debug = self.debug
         try:
-            exit_reason = self.arch.run()
+            held = debug.before_slice() if debug is not None else None
+            exit_reason = self.arch.run() if held is None else held
+            if debug is not None:
+                exit_reason = debug.after_slice(exit_reason)
         finally:
             self._state = VCpuState.READY
         self._read_pending = isinstance(exit_reason, READ_EXITS)
