@@ -76,9 +76,10 @@ layout_opensbi() {  # the generic platform's firmware, which QEMU's virt board u
   copy_image "$1" "$generic/fw_dynamic.bin" fw_dynamic.bin
 }
 
-layout_u_boot_qemu() {  # U-Boot for the riscv virt board, in M mode and in S mode under OpenSBI
-  local board
-  for board in qemu-riscv64 qemu-riscv64_smode; do
+layout_u_boot_qemu() {  # U-Boot for ARCH's virt board: riscv64 in M mode and in S mode under OpenSBI, arm64's qemu_arm64
+  local board boards=(qemu-riscv64 qemu-riscv64_smode)
+  [ "$ARCH" = arm64 ] && boards=(qemu_arm64)
+  for board in "${boards[@]}"; do
     copy_image "$1" "usr/lib/u-boot/$board/u-boot.bin" "$board/u-boot.bin"
   done
 }
