@@ -28,7 +28,6 @@ import ctypes
 import mmap
 import operator
 import os
-import platform
 import sys
 import threading
 from bisect import bisect_right
@@ -60,7 +59,7 @@ def _map_noreserve() -> int:
     if value is not None:
         return int(value)
     generic = {"x86_64", "amd64", "i386", "i686", "aarch64", "arm64", "riscv64", "s390x"}
-    if sys.platform.startswith("linux") and platform.machine().lower() in generic:
+    if sys.platform.startswith("linux") and os.uname().machine.lower() in generic:
         return 0x4000
     return 0
 

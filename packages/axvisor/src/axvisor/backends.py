@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import os
-import platform
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -69,7 +68,7 @@ def select_backend(config: AxVMCrateConfig) -> BackendEntry:
         known = ", ".join(entry.kind.value for entry in REGISTRY) or "none yet"
         reasons.append(f"no {wanted.value} execution backend is implemented (available: {known})")
     raise UserError(f"{config.origin}: base.backend: cannot run a {arch.value} guest on this "
-                    f"{platform.machine()} host: {'; '.join(reasons)}; nothing was run")
+                    f"{os.uname().machine} host: {'; '.join(reasons)}; nothing was run")
 
 
 def _kvm_probe() -> str | None:

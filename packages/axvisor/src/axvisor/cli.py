@@ -7,9 +7,8 @@ exit status 2; a traceback means a bug in axvisor, not in what the user typed.
 from __future__ import annotations
 
 import argparse
-import importlib.metadata
 import logging
-import platform
+import os
 import sys
 from collections.abc import Sequence
 
@@ -32,10 +31,25 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _version() -> str:
+    import importlib.metadata  # 30-60 ms of imports (email, zipfile, csv): only --version and info need it
+
     try:
         return importlib.metadata.version("axvisor")
     except importlib.metadata.PackageNotFoundError:
         return "0+unknown"
+
+
+class _VersionAction(argparse.Action):
+    """argparse's ``version`` action with the version looked up only when asked for."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str = argparse.SUPPRESS,
+                 default: str = argparse.SUPPRESS, help: str | None = None) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=default, help=help)
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: object, option_string: str | None = None) -> None:
+        sys.stdout.write(f"axvisor {_version()}\n")  # stdout, as argparse's own version action
+        parser.exit()
 
 
 RUN_DESCRIPTION = """\
@@ -54,7 +68,7 @@ exit status:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="axvisor", description="A hypervisor in Python, following AxVisor's layering.")
-    parser.add_argument("--version", action="version", version=f"axvisor {_version()}")
+    parser.add_argument("--version", action=_VersionAction, help="show the version and exit")
     parser.add_argument("-v", "--verbose", action="store_true", help="log what the VMM does")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     run = commands.add_parser("run", help="run the VMs described by CONFIG files",
@@ -96,7 +110,7 @@ def cmd_check(paths: Sequence[str]) -> int:
 
 
 def cmd_info() -> int:
-    print(f"axvisor {_version()} on {platform.machine()} (Python {platform.python_version()})")
+    print(f"axvisor {_version()} on {os.uname().machine} (Python {sys.version.split()[0]})")
     print(f"kvm: {kvm_status()}")
     kind = kvm_kind()
     if kind is not None:

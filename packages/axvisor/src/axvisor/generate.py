@@ -5,8 +5,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import tomli_w
-
 from axvm import (
     Arch,
     AxVMCrateConfig,
@@ -97,6 +95,8 @@ def generate(args: argparse.Namespace) -> str:
         config: AxVMCrateConfig = config_from_dict(document, folder / "generated.toml")
     except ConfigError as error:
         raise UserError(str(error).replace(str(folder / "generated.toml") + ": ", "generate: ")) from None
+    import tomli_w  # only `generate` writes TOML: `run` does not import it
+
     text = tomli_w.dumps(config_to_dict(config, relative_to=folder), multiline_strings=False)
     if output is not None:
         try:

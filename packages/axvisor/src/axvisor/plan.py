@@ -30,8 +30,6 @@ from axvm.host import HostNetLink, LocalHost
 from .backends import BackendEntry, select_backend
 from .errors import UserError
 from .loaders import ImagePlan, missing_images, plan_guest
-from .net.dgram import resolve_udp
-from .net.spec import UdpSpec, parse_netdev_spec
 
 if TYPE_CHECKING:
     from axvm.host import HostDisk
@@ -126,6 +124,9 @@ class ProbeHost(LocalHost):
         return super().open_disk(path, read_only)
 
     def open_netdev(self, spec: str) -> HostNetLink:
+        from .net.dgram import resolve_udp  # sockets: only for a VM that has a netdev
+        from .net.spec import UdpSpec, parse_netdev_spec
+
         try:
             parsed = parse_netdev_spec(spec)
         except ValueError:
@@ -175,6 +176,10 @@ class _IdleLink:
 
 def netdev_problems(config: AxVMCrateConfig) -> list[str]:
     """One line per ``[devices] netdevs`` entry that is not a netdev spec (checked without opening it)."""
+    if not config.devices.netdevs:
+        return []
+    from .net.spec import parse_netdev_spec  # sockets and TAP: only for a VM that has a netdev
+
     problems = []
     for name, spec in config.devices.netdevs:
         try:

@@ -25,6 +25,7 @@ from axvcpu import CpuUp, FailEntry, Halt, Nothing, SystemDown, Unsupported
 from axvm import AxVM, AxVMCrateConfig, VmBackend
 from axvm.host import HostDisk, HostResources
 
+from . import startup_trace
 from .loaders import load_guest
 from .net import NetHost
 
@@ -166,12 +167,17 @@ class RunningVm:
 
     def _vcpu_loop(self, vcpu_id: int) -> None:
         vm, gate = self.vm, self.gate
-        if self.first_entry_ns is None:
+        traced = self.first_entry_ns is None  # the VM's first entry: AXVISOR_TRACE_STARTUP's marks
+        if traced:
             self.first_entry_ns = time.monotonic_ns()
+            startup_trace.mark("first_entry", self.first_entry_ns)
         while True:
             if gate is not None and gate.held:
                 gate.park(vcpu_id, lambda: vm.exit_request is not None)
             exit_reason = vm.run_vcpu(vcpu_id)
+            if traced:
+                traced = False
+                startup_trace.mark("first_exit", time.monotonic_ns())
             match exit_reason:
                 case SystemDown(exit_code=code, reset=reset):
                     vm.reset() if reset else vm.shutdown(code)

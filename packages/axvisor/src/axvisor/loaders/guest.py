@@ -11,7 +11,6 @@ from axvm.machine import BootPlan
 from ..errors import UserError
 from .images import image_problems, missing_images, read_image
 from .plan import ImagePlan
-from .x86 import plan_x86_kernel
 
 IMAGE_NAMES = {"bios": "the firmware (bios)", "dtb": "the device tree (dtb)", "ramdisk": "the ramdisk"}
 
@@ -54,6 +53,8 @@ def plan_guest(
 
 def _plan_kernel(config: AxVMCrateConfig, plan: ImagePlan, kernel: bytes, host_decompress: bool) -> BootPlan:
     if config.base.arch is Arch.X86_64:
+        from .x86 import plan_x86_kernel  # with bzImage's decompressors: only x86 guests need them
+
         return plan_x86_kernel(config, plan, kernel, host_decompress)
     plan.add("the kernel", config.kernel.kernel_load_addr, kernel, "kernel.kernel_path", "kernel.kernel_load_addr")
     cmdline = config.kernel.cmdline_bytes

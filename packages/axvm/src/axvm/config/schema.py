@@ -14,7 +14,7 @@ the dump writes a key (``OMIT_DEFAULT``, ``AS_TABLE``) and which fields are not 
 from __future__ import annotations
 
 import enum
-import platform
+import os
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
@@ -86,7 +86,7 @@ class Arch(enum.Enum):
 
     @classmethod
     def host(cls) -> Arch:
-        machine = platform.machine().lower()
+        machine = os.uname().machine.lower()  # not platform: its import compiles 9 regexes at start-up
         aliases = {"amd64": "x86_64", "arm64": "aarch64"}
         return cls(aliases.get(machine, machine))
 

@@ -10,14 +10,32 @@ from collections.abc import Callable
 
 from ..config import Arch
 from ..machine import GenericMachine, Machine
-from .arm.machine import ArmVirtMachine
-from .riscv.machine import RiscvVirtMachine
-from .x86.machine import X86Machine
+
+
+# Each machine's modules (its devices, tables, device tree writer) are imported by its factory,
+# so a process that runs riscv VMs never loads the x86 or arm machine.
+def _x86_machine() -> Machine:
+    from .x86.machine import X86Machine
+
+    return X86Machine()
+
+
+def _riscv_machine() -> Machine:
+    from .riscv.machine import RiscvVirtMachine
+
+    return RiscvVirtMachine()
+
+
+def _arm_machine() -> Machine:
+    from .arm.machine import ArmVirtMachine
+
+    return ArmVirtMachine()
+
 
 MACHINES: dict[Arch, Callable[[], Machine]] = {
-    Arch.X86_64: X86Machine,
-    Arch.RISCV64: RiscvVirtMachine,
-    Arch.AARCH64: ArmVirtMachine,
+    Arch.X86_64: _x86_machine,
+    Arch.RISCV64: _riscv_machine,
+    Arch.AARCH64: _arm_machine,
 }
 """A new machine for each VM (a machine keeps its VM's interrupt controllers)."""
 

@@ -1,0 +1,101 @@
+"""``axvisor run`` imports only what the VMs it runs need: start-up time is module imports.
+
+Each check runs in a fresh interpreter (this one has imported everything the other tests use)
+and reads ``sys.modules`` there.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+import subprocess
+import sys
+from pathlib import Path
+
+SERVER_AND_SHELL = (
+    "aiohttp",
+    "prometheus_client",
+    "websockets",
+    "rich",
+    "prompt_toolkit",
+    "hypothesis",
+    "elftools",
+    "axvisor.api",
+    "axvisor.shell",
+    "axvisor.vmctl",
+    "axvisor.manager",
+)
+"""The API server, the shell and the test tools: only ``serve``, ``shell`` and ``ctl`` need them."""
+
+NOT_FOR_A_RISCV_VM = (
+    "importlib.metadata",  # --version only
+    "email",  # importlib.metadata's
+    "platform",
+    "tomli_w",  # generate only
+    "socket",  # a VM with a UDP netdev only
+    "axvisor.net.tap",
+    "zstandard",  # bzImage kernels (x86) only
+    "axvisor.loaders.bzimage",
+    "axvisor.loaders.x86",
+    "axvm.machines.x86",
+    "axvm.machines.arm",
+    "axvcpu.backends.kvm",
+    "axvcpu.x86",
+)
+
+NOT_BEFORE_A_VM = ("unicorn", "pyfdt", "axvm.machines.riscv", "axvcpu.backends.soft")
+"""What only building a VM needs: importing the CLI (``--help``, a bad flag) does without."""
+
+# riscv64 (RISC-V unprivileged ISA: LUI, ADDI, SW, JAL): sifive_test PASS (0x5555 to 0x10_0000), then spin.
+POWER_OFF_GUEST = struct.pack("<5I", 0x00100537, 0x000055B7, 0x55558593, 0x00B52023, 0x0000006F)
+
+CONFIG = """
+[base]
+id = 1
+name = "imports"
+vm_type = 1
+cpu_num = 1
+arch = "riscv64"
+backend = "soft"
+
+[kernel]
+entry_point = 0x8000_0000
+bios_path = "guest.bin"
+bios_load_addr = 0x8000_0000
+kernel_path = "guest.bin"
+kernel_load_addr = 0x8020_0000
+memory_regions = [[0x8000_0000, 0x100_0000, 0x7, 0]]
+
+[devices]
+emu_devices = [["test", 0x10_0000, 0x1000, 0, 0x82, []]]
+"""
+
+
+def loaded_after(code: str) -> tuple[int, set[str]]:
+    """Run ``code`` (it sets ``status``) in a fresh interpreter: its status and the modules it loaded."""
+    script = f"import json, sys\n{code}\nprint(json.dumps([status, sorted(sys.modules)]))\n"
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL
+    )
+    assert done.returncode == 0, done.stderr
+    status, modules = json.loads(done.stdout.splitlines()[-1])
+    return status, set(modules)
+
+
+def imported(modules: set[str], names: tuple[str, ...]) -> list[str]:
+    return sorted(name for name in names if any(m == name or m.startswith(name + ".") for m in modules))
+
+
+def test_importing_the_cli_loads_no_vm_machinery_server_or_shell() -> None:
+    _, modules = loaded_after("import axvisor.cli\nstatus = 0")
+    assert imported(modules, SERVER_AND_SHELL + NOT_FOR_A_RISCV_VM + NOT_BEFORE_A_VM) == []
+
+
+def test_running_a_riscv_vm_loads_only_what_it_needs(tmp_path: Path) -> None:
+    (tmp_path / "guest.bin").write_bytes(POWER_OFF_GUEST)
+    config = tmp_path / "vm.toml"
+    config.write_text(CONFIG)
+    status, modules = loaded_after(f"from axvisor.cli import main\nstatus = main(['run', {str(config)!r}])")
+    assert status == 0  # the guest powered off with PASS: the run path really ran
+    assert {"unicorn", "pyfdt", "axvm.machines.riscv.machine"} <= modules
+    assert imported(modules, SERVER_AND_SHELL + NOT_FOR_A_RISCV_VM) == []
