@@ -4,7 +4,9 @@ wired, the boot registers, and PSCI calls and CPU power states driven through ``
 from __future__ import annotations
 
 import subprocess
+import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -220,7 +222,7 @@ def test_boot_writes_the_device_tree_at_ram_base_and_points_x0_at_it() -> None:
 
 
 def _hvc(function: int, *args: int) -> Hypercall:
-    return Hypercall(0, (function, *args))
+    return Hypercall(function, args)  # the soft vCPU's report: nr = w0, args = x1...
 
 
 def test_psci_calls_answered_inline_and_system_off_ends_with_status_0() -> None:
@@ -279,26 +281,49 @@ def test_gic_output_and_timer_lines_reach_the_cpu_side() -> None:
         def __init__(self) -> None:
             super().__init__({})
             self.cpu_lines = [RecordingIrqLine(), RecordingIrqLine()]
-            self.timers: dict[int, tuple] = {}
+            self.sink: Any = None
 
-        def cpu_irq_line(self, cpu: int) -> RecordingIrqLine:
+        def irq_input(self, cpu: int) -> RecordingIrqLine:
             return self.cpu_lines[cpu]
 
-        def set_timer_lines(self, cpu: int, virtual: object, physical: object) -> None:
-            self.timers[cpu] = (virtual, physical)
+        def set_timer_sink(self, sink: object) -> None:
+            self.sink = sink
 
     backend = ArmScripted()
     vm = AxVM(_config(2), backend)  # type: ignore[arg-type]
     try:
         gic = vm.machine.gic  # type: ignore[attr-defined]
-        virtual, physical = backend.timers[1]
-        assert (virtual.intid, physical.intid) == (27, 30)
         # enable the distributor, CPU 1's interface, and PPI 27 (banked: as CPU 1)
         gic.distributor_write(1, 0x000, AccessWidth.DWORD, 1)
         gic.distributor_write(1, 0x100, AccessWidth.DWORD, 1 << 27)
         gic.cpu_write(1, 0x04, AccessWidth.DWORD, 0xFF)
         gic.cpu_write(1, 0x00, AccessWidth.DWORD, 1)
-        virtual.set_level(True)
+        backend.sink(1, 27, True)  # CPU 1's virtual timer fires
         assert backend.cpu_lines[1].level and not backend.cpu_lines[0].level
+        backend.sink(1, 27, False)
+        assert not backend.cpu_lines[1].level
+        backend.sink(1, 99, True)  # not a timer PPI: ignored
+        backend.sink(5, 27, True)  # no such vCPU: ignored
+        assert not backend.cpu_lines[0].level and not backend.cpu_lines[1].level
+    finally:
+        vm.stop()
+
+
+def test_gic_registers_are_banked_by_the_vcpu_whose_thread_accesses_them() -> None:
+    vm, _ = _vm(cpus=2)
+    try:
+        machine = vm.machine
+        assert isinstance(machine, ArmVirtMachine) and machine.gic is not None
+
+        def as_vcpu_1() -> None:
+            machine.vcpu_enter(vm._target, 1)  # off: answers Halt, but the thread is vCPU 1's now
+            vm.devices.write(0x0800_0100, AccessWidth.DWORD, 1 << 27)  # GICD_ISENABLER0: PPI 27
+
+        worker = threading.Thread(target=as_vcpu_1)
+        worker.start()
+        worker.join()
+        assert machine.gic.distributor_read(1, 0x100, AccessWidth.DWORD) & (1 << 27)
+        assert not machine.gic.distributor_read(0, 0x100, AccessWidth.DWORD) & (1 << 27)
+        assert not vm.devices.read(0x0800_0100, AccessWidth.DWORD) & (1 << 27)  # this thread: vCPU 0
     finally:
         vm.stop()

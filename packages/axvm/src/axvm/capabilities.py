@@ -13,6 +13,7 @@ nothing from axvm.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
@@ -76,22 +77,20 @@ class EcallHook(Protocol):
     def set_ecall_observer(self, observer: EcallObserver | None) -> None: ...
 
 
+TimerSink = Callable[[int, int, bool], object]
+"""``sink(vcpu, intid, level)``: a vCPU's generic timer output (INTID 27 virtual, 30 physical)
+changed level; called on that vCPU's own thread."""
+
+
 @runtime_checkable
 class ArmCpuLines(Protocol):
-    """The arm CPU side a GIC needs: each vCPU's IRQ input (the GIC's CPU interface drives it)
-    and each vCPU's generic-timer outputs, which the machine wires to the GIC's PPIs."""
+    """The arm CPU side a GIC needs: each vCPU's IRQ input (the GIC's CPU interface drives it,
+    from any thread) and a sink for the vCPUs' generic-timer outputs, which the machine raises
+    as the GIC's PPIs."""
 
-    def cpu_irq_line(self, cpu: int) -> IrqLine: ...
+    def irq_input(self, cpu: int) -> IrqLine: ...
 
-    def set_timer_lines(self, cpu: int, virtual: IrqLine, physical: IrqLine) -> None: ...
-
-
-@runtime_checkable
-class VcpuIdentity(Protocol):
-    """Which vCPU is making the device access being served now (for registers banked per CPU,
-    as the GIC's): the backend serves MMIO on the accessing vCPU's own thread."""
-
-    def current_vcpu(self) -> int: ...
+    def set_timer_sink(self, sink: TimerSink | None) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -106,7 +105,6 @@ class BackendCapabilities:
     inline_mmio: InlineMmio | None = None
     ecall_hook: EcallHook | None = None
     arm_cpu_lines: ArmCpuLines | None = None
-    vcpu_identity: VcpuIdentity | None = None
 
     @classmethod
     def of(cls, backend: VmBackend) -> BackendCapabilities:
@@ -118,7 +116,6 @@ class BackendCapabilities:
             inline_mmio=backend if isinstance(backend, InlineMmio) else None,
             ecall_hook=backend if isinstance(backend, EcallHook) else None,
             arm_cpu_lines=backend if isinstance(backend, ArmCpuLines) else None,
-            vcpu_identity=backend if isinstance(backend, VcpuIdentity) else None,
         )
 
     def need_irq_lines(self, who: str) -> IrqLines:

@@ -12,18 +12,21 @@ EL2). So a kernel is loaded at a 2 MiB-aligned address above it plus the Image's
 (0x4020_0000 for today's kernels, whose text_offset is 0) and firmware runs from flash at 0.
 
 CPU side, from the backend's capabilities: ``ArmCpuLines`` gives each vCPU's IRQ input (the
-GIC CPU interface drives it) and takes each vCPU's generic-timer outputs, which this machine
-wires to the GIC's PPIs; ``VcpuIdentity`` tells the GIC which vCPU makes an access (its
-registers are banked); ``InlineMmio`` serves the device windows inside the run. The guest's
-PSCI calls reach the machine as ``Hypercall`` exits (HVC, or SMC when the device tree says
-smc) through ``vcpu_exit``; a vCPU that is off runs nothing (``vcpu_enter`` answers Halt, and
-the VMM waits) until CPU_ON hands it an entry. SYSTEM_OFF and SYSTEM_RESET stop the VM with
-status 0 (or for a reset) through the VM's control. Without those capabilities (the scripted
-backend ``check`` composes on) the GIC's outputs go nowhere and every access reads as vCPU 0.
+GIC CPU interface drives it) and reports each vCPU's generic-timer outputs, which this machine
+raises as the GIC's PPIs (under the device lock, as every GIC access); ``InlineMmio`` serves
+the device windows inside the run, on the accessing vCPU's thread, so the GIC's banked
+registers are those of the vCPU whose thread last passed ``vcpu_enter`` (a thread-local).
+The guest's PSCI calls reach the machine as ``Hypercall(nr=w0, args=(x1, ...))`` exits (HVC
+or SMC; the device tree names hvc) through ``vcpu_exit``, which writes the answer to x0; a
+vCPU that is off runs nothing (``vcpu_enter`` answers Halt, and the VMM waits) until CPU_ON
+hands it an entry. SYSTEM_OFF and SYSTEM_RESET end the VM with status 0 (or as a reset).
+Without those capabilities (the scripted backend ``check`` composes on) the GIC's outputs go
+nowhere and the timers never fire.
 """
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Sequence
 
@@ -43,9 +46,6 @@ DTB_RESERVE = 0x20_0000
 """The device tree's room at the start of RAM: 2 MiB, the most arm64 Linux accepts, and the
 gap below a kernel at RAM_BASE + 2 MiB."""
 
-HVC_PSCI_IMMEDIATE = 0
-"""SMCCC calls use HVC/SMC #0 (DEN0028 2.5); another immediate is not a PSCI call."""
-
 
 class ArmVirtMachine:
     arch = Arch.AARCH64
@@ -57,6 +57,8 @@ class ArmVirtMachine:
         self.rtc: Pl031 | None = None
         self.power: CpuPower | None = None
         self._control: VmControl | None = None
+        self._current = threading.local()
+        """``cpu``: the vCPU this thread runs, set in ``vcpu_enter``; the GIC's banked registers."""
 
     # -- interrupts ----------------------------------------------------------------------
 
@@ -64,7 +66,7 @@ class ArmVirtMachine:
         if self.gic is None:
             lines = target.backend.arm_cpu_lines
             cpu_lines: list[IrqLine] = [
-                lines.cpu_irq_line(cpu) if lines is not None else NullIrqLine() for cpu in range(len(target.vcpus))
+                lines.irq_input(cpu) if lines is not None else NullIrqLine() for cpu in range(len(target.vcpus))
             ]
             self.gic = Gicv2(layout.GIC_NUM_IRQS, cpu_lines)
         return self.gic
@@ -85,16 +87,18 @@ class ArmVirtMachine:
         gic = self._gic(target)
         self._control = ctx.control
         self.power = CpuPower(len(target.vcpus))
-        identity = target.backend.vcpu_identity
-        current = identity.current_vcpu if identity is not None else _boot_cpu
+        current = self.current_cpu
         lines = target.backend.arm_cpu_lines
         if lines is not None:
-            for cpu in range(len(target.vcpus)):
-                lines.set_timer_lines(
-                    cpu,
-                    gic.ppi_line(cpu, ppi_intid(layout.TIMER_VIRT_PPI)),
-                    gic.ppi_line(cpu, ppi_intid(layout.TIMER_PHYS_PPI)),
-                )
+            lock = target.devices.lock
+            timer_ppis = {ppi_intid(layout.TIMER_VIRT_PPI), ppi_intid(layout.TIMER_PHYS_PPI)}
+
+            def timer_output(cpu: int, intid: int, level: bool) -> None:
+                if intid in timer_ppis and 0 <= cpu < gic.num_cpus:
+                    with lock:
+                        gic.set_ppi_level(cpu, intid, level)
+
+            lines.set_timer_sink(timer_output)
         uart_spi, rtc_spi = layout.UART.spi or 0, layout.RTC.spi or 0
         self.uart = Pl011(ctx.irq_line(uart_spi), ctx.console_output, layout.UART.base, layout.UART.size)
         self.rtc = Pl031(ctx.irq_line(rtc_spi), time.time, None, layout.RTC.base, layout.RTC.size)
@@ -141,9 +145,15 @@ class ArmVirtMachine:
 
     # -- running: power states and PSCI ----------------------------------------------------
 
+    def current_cpu(self) -> int:
+        """The vCPU the calling thread runs (0 on a thread that runs none)."""
+        cpu: int = getattr(self._current, "cpu", 0)
+        return cpu
+
     def vcpu_enter(self, target: BootTarget, vcpu_id: int) -> AxVCpuExitReason | None:
-        """Before vCPU ``vcpu_id`` runs: Halt while it is off (the VMM waits, then asks again);
-        a CPU_ON left for it sets its entry registers on its own thread and lets it run."""
+        """Before vCPU ``vcpu_id`` runs, on its thread: Halt while it is off (the VMM waits, then
+        asks again); a CPU_ON left for it sets its entry registers and lets it run."""
+        self._current.cpu = vcpu_id
         power = self.power
         if power is None or power.is_on(vcpu_id):
             return None
@@ -156,17 +166,15 @@ class ArmVirtMachine:
         return None
 
     def vcpu_exit(self, target: BootTarget, vcpu_id: int, exit_reason: AxVCpuExitReason) -> AxVCpuExitReason | None:
-        """A PSCI call (HVC/SMC #0 on the device tree's conduit) is answered here: None lets the
-        vCPU run on; CpuDown, Halt (CPU_SUSPEND) or SystemDown go back to the VMM. Any other exit
-        is returned unchanged."""
+        """A PSCI call (HVC or SMC, the function id in w0) is answered here, x0 written: None
+        lets the vCPU run on; Halt (CPU_OFF, CPU_SUSPEND) or SystemDown go back to the VMM. Any
+        other exit is returned unchanged. Other SMCCC calls answer NOT_SUPPORTED (psci does).
+        """
         if not isinstance(exit_reason, Hypercall) or self.power is None:
             return exit_reason
         vcpu = target.vcpus[vcpu_id]
-        args = (*exit_reason.args, 0, 0, 0, 0)
-        if exit_reason.nr != HVC_PSCI_IMMEDIATE:
-            vcpu.set_register("x0", psci.PsciResult(int(psci.Ret.NOT_SUPPORTED)).x0 or 0)
-            return None
-        result = self.power.call(vcpu_id, args[0], args[1], args[2], args[3], _entry_in_ram(target))
+        x1, x2, x3 = (*exit_reason.args, 0, 0, 0)[:3]
+        result = self.power.call(vcpu_id, exit_reason.nr, x1, x2, x3, _entry_in_ram(target))
         if result.x0 is not None:
             vcpu.set_register("x0", result.x0)
         match result.action:
@@ -183,10 +191,6 @@ class ArmVirtMachine:
                 return SystemDown(0, reset=True)
             case _:
                 return None
-
-
-def _boot_cpu() -> int:
-    return 0
 
 
 def _entry_in_ram(target: BootTarget) -> Callable[[int], bool]:
