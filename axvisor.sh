@@ -14,6 +14,7 @@ HVCONFIG="$ROOT/.hvconfig.toml"
 # compilers and tools the tests use (.ci/run requires every one of them there), QEMU as the
 # reference peer, and what fetches the Debian guest images (apt's keyring for Debian).
 APT_PACKAGES=(gcc libc6-dev linux-libc-dev python3-dev binutils device-tree-compiler binutils-riscv64-linux-gnu
+              binutils-aarch64-linux-gnu
               gdb-multiarch e2fsprogs iproute2 iputils-ping qemu-system-misc qemu-system-arm debian-archive-keyring curl)
 
 say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
