@@ -39,6 +39,8 @@ NOT_FOR_A_RISCV_VM = (
     "axvisor.loaders.x86",
     "axvm.machines.x86",
     "axvm.machines.arm",
+    "axvcpu.backends.soft.aarch64",  # the aarch64 soft vCPU
+    "axvcpu.backends.soft.aarch64_backend",
     "axvcpu.backends.kvm",
     "axvcpu.x86",
 )
