@@ -20,10 +20,11 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from axaddrspace import GuestMemory, GuestMemoryError
 from axvm import VM_TRANSITIONS, AxVM, AxVMCrateConfig, VMState
+from axvm.snapshot import vcpu_state as snapshot_vcpu_state
 
 from . import guest_inspect
 from .console import ConsoleTarget, vm_console_target
@@ -61,6 +62,7 @@ ALLOWED: dict[str, tuple[VMState, ...]] = {
     "access guest memory": (S.READY, S.RUNNING, S.PAUSING, S.PAUSED),
     "read registers": (S.PAUSED,),
     "translate an address": (S.PAUSED,),
+    "snapshot": (S.READY, S.PAUSED),
 }
 """Which call is legal in which state (the manager's docstring prints the same)."""
 
@@ -353,12 +355,34 @@ class ManagedVm:
             vm = self.current_vm()
             if not 0 <= vcpu < len(vm.vcpus):
                 raise BadRequest("vcpu", f"{vcpu}: this VM has vCPUs 0..{len(vm.vcpus) - 1}")
-            supervisor = self.supervisor
-            running = supervisor.running if supervisor is not None else None
-            thread = running.vcpu_threads.get(vcpu) if running is not None else None
-            if thread is None or not thread.is_alive():
-                return function(vm, vcpu)
-            return self.gate.call(vcpu, lambda: function(vm, vcpu))
+            return self._on_vcpu_locked(vm, vcpu, function)
+
+    def _on_vcpu_locked(self, vm: AxVM, vcpu: int, function: Callable[[AxVM, int], T]) -> T:
+        supervisor = self.supervisor
+        running = supervisor.running if supervisor is not None else None
+        thread = running.vcpu_threads.get(vcpu) if running is not None else None
+        if thread is None or not thread.is_alive():
+            return function(vm, vcpu)
+        return self.gate.call(vcpu, lambda: function(vm, vcpu))
+
+    def snapshot(self, timeout: float, stop: bool, write: Callable[[AxVM, list[dict[str, Any]]], object]) -> None:
+        """Pause a Running VM (a Ready one never ran), read every vCPU's state on its own parked
+        thread, ``write(vm, states)`` with the VM still paused, then resume it, or stop it."""
+        if self.state is VMState.RUNNING:
+            self.pause(timeout)
+            resume = True
+        else:
+            resume = False
+        try:
+            with self.operation("snapshot"):
+                vm = self.current_vm()
+                states = [self._on_vcpu_locked(vm, index, snapshot_vcpu_state) for index in range(len(vm.vcpus))]
+                write(vm, states)
+        finally:
+            if stop:
+                self.stop()
+            elif resume:
+                self.resume()
 
     def registers(self, vcpu: int) -> dict[str, int]:
         arch = self.config.base.arch.value

@@ -62,12 +62,14 @@ from pathlib import Path
 from typing import Any
 
 from axvm import AxVM, AxVMCrateConfig, ConfigError, VmBackend, VmBuildError, config_from_dict
+from axvm.snapshot import SnapshotError, write_snapshot
 
 from .backends import select_backend
 from .console_hub import ConsoleHub
 from .errors import UserError
 from .managed import ManagedVm, log_file_name
 from .plan import plan_vm
+from .snapshots import open_snapshot, project_version, restore_build
 from .vmm import build_vm
 from .vmtypes import (
     CONSOLE_HISTORY_BYTES,
@@ -167,8 +169,16 @@ class VmManager:
         name: str | None = None,
         cpus: int | None = None,
         mem: int | None = None,
+        restore: str | Path | None = None,
+        force: bool = False,
     ) -> VmInfo:
         """Build a VM from a config and leave it Ready (built, images loaded, not running).
+
+        ``restore``: a snapshot directory (``snapshot``) instead: the VM is built from the
+        snapshot's config with its RAM, vCPU and device state, and ``start`` carries the guest
+        on from where it was saved (``config`` is ignored). BadRequest("restore") with one line
+        when the snapshot does not fit (newer format, another backend, a disk changed since it
+        was taken: ``force`` uses the disk as it is now).
 
         ``config`` is a path to a TOML file, or with ``text=True`` the TOML itself (relative
         image paths then resolve against the current directory). ``name``, ``cpus`` and ``mem``
@@ -182,11 +192,24 @@ class VmManager:
         (KVM, memory, a disk another VM holds) is HostError. Nothing is left behind on failure.
         """
         self._check_open()
-        parsed = self._config(config, text, name, cpus, mem)
-        try:
-            plan_vm(parsed)  # what run checks before it starts a vCPU: images, devices, host bounds
-        except UserError as error:
-            raise BadRequest("config", str(error)) from None
+        build: Callable[[AxVMCrateConfig, Callable[[bytes], None]], AxVM] = self._build
+        if restore is not None:
+            try:
+                snapshot = open_snapshot(restore, force=force)
+            except SnapshotError as error:
+                raise BadRequest("restore", str(error)) from None
+            parsed, text, config = snapshot.config, True, f"snapshot {restore}"
+            restored = restore_build(snapshot)
+
+            def build(wanted: AxVMCrateConfig, sink: Callable[[bytes], None]) -> AxVM:
+                return self._guarded(restored, wanted, sink)
+
+        else:
+            parsed = self._config(config, text, name, cpus, mem)
+            try:
+                plan_vm(parsed)  # what run checks before it starts a vCPU: images, devices, host bounds
+            except UserError as error:
+                raise BadRequest("config", str(error)) from None
         vm_id = self._reserve_id(parsed.base.id)
         try:
             log_path = log_file_name(vm_id, parsed.base.name, self._log_dir) if self._log_dir is not None else None
@@ -195,7 +218,7 @@ class VmManager:
             except OSError as error:
                 raise HostError(f"console log {log_path}: cannot open it: {error.strerror}") from None
             path = None if text else str(Path(config).resolve())
-            managed = ManagedVm(vm_id, parsed, path, hub, self._build)
+            managed = ManagedVm(vm_id, parsed, path, hub, build)
             try:
                 managed.load()
             except BaseException:
@@ -364,6 +387,24 @@ class VmManager:
         caller's risk; pause first for a consistent change."""
         self._vm(vm_id).write_memory(gpa, bytes(data))
 
+    def snapshot(self, vm_id: int, directory: str | Path, stop: bool = False, timeout: float = 10.0) -> VmInfo:
+        """Save the VM into ``directory`` (new, or empty): a Running VM is paused for it (as
+        ``pause``, with ``timeout``), its RAM (sparse), every vCPU's and device's state and its
+        config written, then it is resumed, or stopped with ``stop``. A Ready VM is saved as
+        built. VmStateError in other states; BadRequest("dir") when the directory is not new or
+        the backend cannot save a vCPU; HostError when writing fails."""
+        vm = self._vm(vm_id)
+        path = Path(directory)
+
+        def write(built: AxVM, states: builtins.list[dict[str, Any]]) -> None:
+            try:
+                write_snapshot(built, path, project_version=project_version(), vcpu_states=states)
+            except SnapshotError as error:
+                raise BadRequest("dir", str(error)) from None
+
+        vm.snapshot(timeout, stop, write)
+        return vm.info()
+
     def registers(self, vm_id: int, vcpu: int) -> dict[str, int]:
         """The registers of vCPU ``vcpu`` of a Paused VM, by the architecture's names: x86_64
         general registers (rax ... r15, rip, rflags) and system registers (cr0, cr2, cr3, cr4,
@@ -429,6 +470,20 @@ class VmManager:
             return config_from_dict(document, file)
         except ConfigError as error:
             raise BadRequest("config", str(error).replace("\n", "; ")) from None
+
+    def _guarded(
+        self, build: Callable[[AxVMCrateConfig, Callable[[bytes], None]], AxVM], config: AxVMCrateConfig,
+        sink: Callable[[bytes], None],
+    ) -> AxVM:
+        """``build`` with the errors ``_build`` answers turned into the manager's own."""
+        try:
+            return build(config, sink)
+        except (SnapshotError, ConfigError) as error:
+            raise BadRequest("restore", str(error).replace("\n", "; ")) from None
+        except UserError as error:
+            raise BadRequest("config", str(error)) from None
+        except (VmBuildError, OSError, RuntimeError) as error:
+            raise HostError(str(error)) from None
 
     def _build(self, config: AxVMCrateConfig, sink: Callable[[bytes], None]) -> AxVM:
         """Build and load one VM as ``axvisor run`` does (also a rebuild after a reset)."""

@@ -98,13 +98,18 @@ class RiscvVirtMachine:
             BuiltDevice(SifiveTest(ctx.control, layout.SIFIVE_TEST.base, layout.SIFIVE_TEST.size), BusKind.MMIO),
         )
 
-    def prepare_boot(self, target: BootTarget, plan: BootPlan) -> None:
+    def connect(self, target: BootTarget) -> None:
+        """The runtime wiring, apart from boot data (a restored snapshot needs only this):
+        device windows served inline, and the SBI-aware ecall observer."""
         inline = target.backend.inline_mmio
         if inline is not None:
             inline.set_mmio_handler(target.devices.mmio_windows(), target.devices)
         ecall_hook = target.backend.ecall_hook
         if ecall_hook is not None:
             ecall_hook.set_ecall_observer(SbiCodeFence())
+
+    def prepare_boot(self, target: BootTarget, plan: BootPlan) -> None:
+        self.connect(target)
         config, memory = target.config, target.memory
         dtb_addr, generated = device_tree_address(config)
         if generated:

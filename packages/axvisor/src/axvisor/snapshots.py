@@ -1,0 +1,89 @@
+"""Snapshots in the VMM: taking one of a managed VM, and building VMs from one (restore, clones).
+
+The format and the restore itself are axvm's (``axvm.snapshot``); this module adds the VMM's
+policy: which backend a restored VM runs on (the one its config selects here, which must be the
+one the snapshot was taken on), the host resources (``VmmHost``: disks, networks), the project
+version written into the manifest, and each clone's own disk (a private copy of the snapshot's
+disk, copied with reflinks where the file system has them) or the snapshot's disk read-only.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+from axvm import AxVM, AxVMCrateConfig, ConfigError, config_from_dict
+from axvm.snapshot import Snapshot, SnapshotError, clone_document
+
+from .backends import select_backend
+from .errors import UserError
+from .vmm import VmmHost, build_vm
+
+Sink = Callable[[bytes], object]
+
+
+def project_version() -> str:
+    try:
+        return importlib.metadata.version("axvisor")
+    except importlib.metadata.PackageNotFoundError:
+        return "0+unknown"
+
+
+def open_snapshot(directory: str | Path, *, force: bool = False, config: AxVMCrateConfig | None = None) -> Snapshot:
+    """The snapshot at ``directory`` checked against this host: SnapshotError (one line) when
+    it is of a newer format, its backend is not the one its config selects here, ``config``
+    (when given) is not its config, or a disk changed (unless ``force``)."""
+    snapshot = Snapshot.open(directory)
+    try:
+        entry = select_backend(snapshot.config)
+    except UserError as error:
+        raise SnapshotError(f"{directory}: {error}") from None
+    snapshot.check_fits(backend=entry.kind.value, config=config, force=force)
+    return snapshot
+
+
+def restore_build(snapshot: Snapshot, config: AxVMCrateConfig | None = None) -> Callable[[AxVMCrateConfig, Sink], AxVM]:
+    """A build function for a VMM: the first call builds the VM restored from ``snapshot`` (with
+    ``config``, a clone's, when given), every later one (a guest reset, a restart) a cold boot
+    from the config, as for any VM."""
+    used = False
+
+    def build(wanted: AxVMCrateConfig, sink: Sink) -> AxVM:
+        nonlocal used
+        backend = select_backend(wanted).factory(wanted)
+        if used:
+            return build_vm(wanted, backend, sink)
+        used = True
+        return snapshot.build(backend, sink, VmmHost(), config=config or wanted)
+
+    return build
+
+
+def clone_configs(snapshot: Snapshot, count: int, disk_dir: Path, read_only_disk: bool) -> list[AxVMCrateConfig]:
+    """``count`` clone configs: ids and names of their own (so MAC addresses of their own), and
+    each a private copy of the disk in ``disk_dir`` (or the snapshot's disk, read-only)."""
+    if count < 1:
+        raise SnapshotError(f"--clone {count}: expected 1 or more clones")
+    disk = snapshot.config.kernel.disk_path
+    configs = []
+    for index in range(count):
+        clone_disk: Path | None = None
+        if disk is not None and not read_only_disk:
+            clone_disk = disk_dir / f"clone{index}-{Path(disk).name}"
+            try:
+                disk_dir.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(disk, clone_disk)  # copy_file_range: reflinked where the file system can
+            except OSError as error:
+                raise SnapshotError(f"clone {index}: copying disk {disk} to {clone_disk}: {error.strerror}") from None
+        document = clone_document(snapshot, index, clone_disk)
+        if read_only_disk and disk is not None:
+            for entry in document["devices"]["emu_devices"]:
+                if isinstance(entry, list) and len(entry) == 6 and entry[0] == "virtio-blk":
+                    entry[5] = [1]
+        try:
+            configs.append(config_from_dict(document, snapshot.directory / "manifest.json"))
+        except ConfigError as error:
+            raise SnapshotError(f"clone {index}: {str(error).splitlines()[0]}") from None
+    return configs
