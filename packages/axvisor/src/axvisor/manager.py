@@ -27,7 +27,8 @@ names the current state; the API answers it with 409)::
     resume      Paused
     reset       Running, Paused
     delete      Ready, Stopped, Failed          (force=True: any; a running VM is stopped first)
-    registers, translate                        Paused
+    registers, translate, debug_call            Paused
+    gdb_serve                                   any (a connection pauses the VM; detach resumes it)
     read_memory, write_memory                   Ready, Running, Pausing, Paused (guest RAM exists)
     console_*, metrics, get, list               any
 
@@ -59,7 +60,7 @@ import threading
 import tomllib
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from axvm import AxVM, AxVMCrateConfig, ConfigError, VmBackend, VmBuildError, config_from_dict
 from axvm.snapshot import SnapshotError, write_snapshot
@@ -116,6 +117,8 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
+
 INPUT_RETRY_SECONDS = 0.005
 """How soon queued console input is offered again to a guest whose console was full."""
 NAME_MAX = 64
@@ -154,6 +157,7 @@ class VmManager:
         self._ids: tuple[int, ...] = ()
         self._reserved: set[int] = set()
         self._closed = False
+        self._gdb: dict[int, Any] = {}  # vm_id -> its gdb stub's GdbServer
         self._input_wake = threading.Event()
         self._input_stop = threading.Event()
         self._input_thread = threading.Thread(target=self._pump_input, daemon=True, name="vm-console-input")
@@ -253,11 +257,22 @@ class VmManager:
 
     # -- lifecycle -----------------------------------------------------------------------------
 
-    def start(self, vm_id: int) -> VmInfo:
+    def start(self, vm_id: int, paused: bool = False) -> VmInfo:
         """Boot a Ready VM, or a Stopped/Failed one afresh from its config (disk kept):
-        -> Running. Returns once its vCPU threads run (not when the guest has booted)."""
+        -> Running. Returns once its vCPU threads run (not when the guest has booted).
+        ``paused``: its vCPUs park before their first instruction and it ends Paused (a
+        debugger attaches before the guest runs)."""
         vm = self._vm(vm_id)
-        vm.start()
+        if not paused:
+            vm.start()
+            return vm.info()
+        vm.gate.hold()  # the vCPU threads park at their first turn of the loop
+        try:
+            vm.start()
+            vm.pause(10.0)
+        except BaseException:
+            vm.gate.release()
+            raise
         return vm.info()
 
     def stop(self, vm_id: int, force: bool = False, graceful: bool = False, timeout: float = 30.0) -> VmInfo:
@@ -311,6 +326,10 @@ class VmManager:
         state first. ``keep_data=False`` also removes the console log this manager wrote for it
         (``--keep-data`` keeps it); disk images are the user's and are never touched."""
         vm = self._vm(vm_id)
+        with self._lock:
+            server = self._gdb.pop(vm_id, None)
+        if server is not None:
+            server.close()
         vm.delete(force)
         with self._lock:
             self._vms.pop(vm_id, None)
@@ -327,6 +346,9 @@ class VmManager:
                 return
             self._closed = True
             vms = [self._vms[vm_id] for vm_id in sorted(self._vms)]
+            servers, self._gdb = list(self._gdb.values()), {}
+        for server in servers:  # before the VMs stop: a connection may be pausing one
+            server.close()
         for vm in vms:
             try:
                 vm.close()
@@ -422,6 +444,35 @@ class VmManager:
         BadRequest("gva") for out-of-range arguments; BadRequest("vcpu") when the paging mode is
         one this walker does not know (named in the message)."""
         return self._vm(vm_id).translate(vcpu, gva)
+
+    def debug_call(self, vm_id: int, vcpu: int, function: Callable[[AxVM, int], T]) -> T:
+        """Run ``function(vm, vcpu)`` on the parked thread of vCPU ``vcpu`` of a Paused VM (the
+        gdb stub's register, memory and breakpoint work). VmStateError unless Paused."""
+        return self._vm(vm_id).on_vcpu("read registers", vcpu, function)
+
+    def gdb_serve(self, vm_id: int, address: str) -> str:
+        """Serve the gdb remote protocol for a VM on ``address`` (``tcp:PORT``, ``tcp:HOST:PORT``,
+        ``unix:PATH``) until the VM is deleted or the manager closes; returns the address bound
+        (a port 0 is chosen by the host). BadRequest("address") for a bad or busy address."""
+        from .gdb.server import GdbAddressError, GdbServer, parse_address
+
+        self._vm(vm_id)
+        try:
+            parsed = parse_address(address)
+        except GdbAddressError as error:
+            raise BadRequest("address", str(error)) from None
+        with self._lock:
+            old = self._gdb.pop(vm_id, None)
+        if old is not None:
+            old.close()
+        try:
+            server = GdbServer(self, vm_id, parsed)
+        except OSError as error:
+            raise BadRequest("address", f"{address}: cannot listen there: {error.strerror}") from None
+        with self._lock:
+            self._gdb[vm_id] = server
+        log.info("VM %d: gdb stub on %s", vm_id, server.address)
+        return str(server.address)
 
     # -- internals -------------------------------------------------------------------------------
 

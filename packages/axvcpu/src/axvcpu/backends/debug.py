@@ -29,3 +29,14 @@ def attach_debugger(vcpu: VCpu) -> Debugger:
         raise DebugUnsupported(f"{type(arch).__name__}: no debug controls on this backend")
     vcpu.debug = debug
     return debug
+
+
+def detach_debugger(vcpu: VCpu) -> None:
+    """Remove every breakpoint, watchpoint and step, release a held stop, and take the debugger
+    off: ``run`` then costs what it did before any debugger came."""
+    debug = vcpu.debug
+    if debug is None:
+        return
+    debug.clear()
+    debug.set_listener(None)
+    vcpu.debug = None

@@ -7,7 +7,8 @@ layer reports the stop with ``stopped()``, which returns the stop reply ``T05thr
 0x03 byte while running asks the target to stop (it reports with SIGINT, ``T02``).
 
 Threads are vCPUs: gdb's thread N is vCPU N - 1 (gdb reserves 0 for "any" and -1 for "all").
-Stepping runs only the stepped vCPU; continuing runs every vCPU.
+Continuing runs every vCPU; so does a step, until the stepped vCPU has run one instruction
+(gdb's default scheduler-locking lets the others run meanwhile).
 
 Whatever the peer sends, ``receive`` returns bytes and never raises: a malformed command gets
 ``E..``, an unknown one the empty reply (what the manual asks for), and an exception from the
@@ -124,6 +125,11 @@ class GdbSession:
         self._g_thread = self._threads[0] if self._threads else 0
         self._last_stop = StopEvent(self._g_thread)
         self._no_ack_pending = False
+
+    @property
+    def current_vcpu(self) -> int:
+        """The vCPU gdb looks at now (Hg, the last stop): where a Ctrl-C stop is reported."""
+        return self._g_thread
 
     # -- I/O layer entry points -------------------------------------------------------------------
 

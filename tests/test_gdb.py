@@ -1,0 +1,155 @@
+"""The gdb stub against a real guest: Debian's gdb-multiarch in batch mode debugging U-Boot
+(riscv64, the software CPU) through ``VmManager.gdb_serve``, and the protocol's Ctrl-C and
+detach over a raw socket.
+
+U-Boot has no symbols here (Debian strips uboot.elf), so the breakpoint is its entry point,
+0x8020_0000, where OpenSBI enters it in S mode with a0 = hart id and a1 = the device tree
+(fw_jump's 0x8220_0000): an address it runs once, before it relocates itself."""
+
+from __future__ import annotations
+
+import re
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from axvisor.gdb.protocol import PacketReader, frame
+from axvisor.manager import VmManager
+from axvm import VMState
+
+from .host_tools import require
+
+ROOT = Path(__file__).parent.parent
+UBOOT = ROOT / "configs" / "vms" / "uboot-riscv64-virt-smp1.toml"
+UBOOT_ENTRY = 0x8020_0000
+SCRATCH = 0x8400_0000
+"""Guest RAM U-Boot leaves alone (it relocates itself near the top of RAM)."""
+
+
+@pytest.fixture(scope="module")
+def images() -> None:
+    subprocess.run(
+        [str(ROOT / "scripts" / "fetch-debian-images.sh"), "opensbi", "u-boot-qemu"], check=True, timeout=1200
+    )
+
+
+@pytest.fixture
+def console() -> bytearray:
+    return bytearray()
+
+
+@pytest.fixture
+def manager(images: None, console: bytearray) -> Iterator[VmManager]:
+    with VmManager(console_echo=lambda _id, data: console.extend(data)) as made:
+        yield made
+
+
+def wait_for(condition: object, what: str, seconds: float = 120.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():  # type: ignore[operator]
+        if time.monotonic() > deadline:
+            raise AssertionError(f"gave up waiting for {what}")
+        time.sleep(0.05)
+
+
+def gdb_batch(port: str, commands: list[str]) -> str:
+    require("gdb-multiarch", why="install gdb-multiarch to test the gdb stub with gdb itself")
+    args = ["gdb-multiarch", "-nx", "-batch", "-ex", "set pagination off", "-ex", "set architecture riscv:rv64"]
+    args += ["-ex", f"target remote 127.0.0.1:{port}"]
+    for command in commands:
+        args += ["-ex", command]
+    result = subprocess.run(args, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def value(output: str, name: str) -> int:
+    match = re.search(rf"^\${name} = (\S+)$", output, re.MULTILINE)
+    assert match is not None, output
+    return int(match.group(1), 0)
+
+
+def test_gdb_breaks_at_uboot_entry_reads_registers_steps_writes_memory_and_detaches(
+    manager: VmManager, console: bytearray
+) -> None:
+    vm = manager.create(UBOOT)
+    port = manager.gdb_serve(vm.id, "tcp:0").rsplit(":", 1)[1]
+    out = gdb_batch(port, [
+        "p/x $pc",  # a Ready VM is started paused: nothing has run yet
+        f"break *{UBOOT_ENTRY:#x}",
+        "continue",
+        "p/x $pc", "p/x $a0", "p/x $a1", "p $priv",
+        "info registers pc sp a0 a1",
+        "stepi",
+        "p/x $pc",
+        f"set {{unsigned int}}{SCRATCH:#x} = 0x12345678",
+        f"p/x *(unsigned int *){SCRATCH:#x}",
+        "set $t6 = 0x5a5a",
+        "p/x $t6",
+        "delete",
+        "detach",
+    ])  # fmt: skip
+    assert value(out, "1") == 0x8000_0000  # OpenSBI's first instruction: the VM started paused
+    assert f"Breakpoint 1, 0x{UBOOT_ENTRY:016x}" in out
+    assert value(out, "2") == UBOOT_ENTRY
+    assert value(out, "3") == 0  # hart id
+    assert value(out, "4") == 0x8220_0000  # the device tree fw_jump hands on
+    assert value(out, "5") == 1  # S mode
+    assert re.search(rf"^pc\s+0x{UBOOT_ENTRY:x}\s", out, re.MULTILINE), out
+    assert value(out, "6") in (UBOOT_ENTRY + 2, UBOOT_ENTRY + 4)  # one instruction (RVC or not)
+    assert value(out, "7") == 0x12345678
+    assert value(out, "8") == 0x5A5A
+    assert "detached" in out
+    assert manager.read_memory(vm.id, SCRATCH, 4) == (0x12345678).to_bytes(4, "little")
+    # detached: breakpoints gone, the VM runs on to U-Boot's countdown
+    wait_for(lambda: b"Hit any key to stop autoboot" in console, "U-Boot's autoboot countdown")
+    assert manager.get(vm.id).state is VMState.RUNNING
+
+
+class RawGdb:
+    """A minimal peer: send packets, read replies (acks skipped)."""
+
+    def __init__(self, port: int) -> None:
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=60)
+        self.reader = PacketReader()
+        self.pending: list[bytes] = []
+
+    def send(self, payload: bytes) -> None:
+        self.sock.sendall(frame(payload))
+
+    def reply(self) -> bytes:
+        while not self.pending:
+            data = self.sock.recv(65536)
+            assert data, "the stub closed the connection"
+            events, _ = self.reader.feed(data)
+            self.pending += [event.payload for event in events if hasattr(event, "payload")]
+        return self.pending.pop(0)
+
+    def ask(self, payload: bytes) -> bytes:
+        self.send(payload)
+        return self.reply()
+
+
+def test_ctrl_c_pauses_the_running_guest_and_detach_resumes_it(manager: VmManager, console: bytearray) -> None:
+    vm = manager.create(UBOOT)
+    manager.start(vm.id)
+    wait_for(lambda: b"Hit any key" in console, "U-Boot's countdown")
+    port = int(manager.gdb_serve(vm.id, "tcp:0").rsplit(":", 1)[1])
+    peer = RawGdb(port)
+    assert peer.ask(b"?") == b"T05thread:1;"  # a connection stops the VM
+    assert manager.get(vm.id).state is VMState.PAUSED
+    peer.send(b"c")
+    wait_for(lambda: manager.get(vm.id).state is VMState.RUNNING, "the VM to run again")
+    peer.sock.sendall(b"\x03")
+    assert peer.reply() == b"T02thread:1;"
+    assert manager.get(vm.id).state is VMState.PAUSED
+    pc = int.from_bytes(bytes.fromhex(peer.ask(b"p20").decode()), "little")
+    assert pc > UBOOT_ENTRY  # somewhere in U-Boot, relocated near the top of RAM
+    assert peer.ask(b"D") == b"OK"
+    assert manager.get(vm.id).state is VMState.RUNNING
+    console.clear()
+    wait_for(lambda: b"Hit any key" in console or b"=>" in console or b"\x08" in console, "U-Boot to go on")
