@@ -15,16 +15,18 @@ import threading
 from collections.abc import Callable, Iterator
 
 from axaddrspace import AddrRange, AddrSpace, GuestPhysAddr, MappingFlags
-from axdevice import BaseDeviceOps, IrqLine, Pl011, Uart16550, VirtioConsole
-from axvcpu import AxVCpuExitReason, Nothing, SystemDown, VCpu, VCpuState
+from axdevice import BaseDeviceOps, EmuDeviceType, IrqLine, Pl011, Uart16550, VirtioConsole
+from axvcpu import AxVCpuExitReason, Hypercall, Nothing, SystemDown, VCpu, VCpuState
 
 from .backend import GuestClock, VmBackend
 from .capabilities import BackendCapabilities
-from .config import GUEST_PHYS_LIMIT, AxVMCrateConfig, ConfigError, ConfigProblem
+from .config import GUEST_PHYS_LIMIT, AxVMCrateConfig, ConfigError, ConfigProblem, EmulatedDeviceConfig
 from .device_manager import BusKind, DeviceManager, DeviceOwner, PlacementError
 from .devices import DeviceConfigError, DeviceContext, UnsupportedDevice, build_device
 from .dispatch import DeviceBuses
 from .host import HostResources, LocalHost
+from .hypercalls import HypercallTable
+from .ivc import IvcEndpoint
 from .lifecycle import VMState, check_vm_transition
 from .machine import BootPlan, BootTarget, VcpuRunHooks
 from .machines.registry import machine_for
@@ -67,6 +69,10 @@ class AxVM:
         """run_vcpu returns Nothing at its next turn: the VMM parks the vCPU threads (a pause)."""
         self._clock_paused = False
         self.exit_counts: list[dict[type, int]] = []
+        self.hypercalls = HypercallTable(config.base.id, config.base.arch.value)
+        """AxVisor's hypercalls this VM serves (``hypercalls``); anyone may register more."""
+        self.ivc: IvcEndpoint | None = None
+        """Inter-VM channels, when the config gives an IVC window (an IVCChannel entry)."""
         self.exit_observers: list[ExitObserver] = []
         """Called with (vcpu_id, exit) for every exit the backend reports, before it is handled;
         an empty list costs one truth test per exit."""
@@ -140,6 +146,29 @@ class AxVM:
         if problems:
             raise ConfigError(problems)
 
+    def _ivc_window(self, entry: EmulatedDeviceConfig, key: str, problems: list[ConfigProblem]) -> None:
+        """An IVCChannel entry is the guest range inter-VM channels map into (``ivc``), not a device."""
+        window = AddrRange.from_start_size(entry.base_gpa, entry.length) if entry.length > 0 else None
+        if window is None or entry.base_gpa % 0x1000 or entry.length % 0x1000:
+            problems.append(ConfigProblem(self.config.source, key, f"{entry.name!r}: the IVC window "
+                                          f"{entry.base_gpa:#x}+{entry.length:#x} must be page-aligned and non-empty"))
+            return
+        for region in self.config.kernel.memory_regions:
+            if window.overlaps(AddrRange.from_start_size(region.gpa, region.size)):
+                problems.append(ConfigProblem(self.config.source, key, f"{entry.name!r}: the IVC window {window} "
+                                              "overlaps guest RAM; expected a free guest physical range"))
+                return
+        irq = None
+        if entry.irq_id:
+            try:
+                irq = self._irq_line(entry.irq_id)
+            except DeviceConfigError as error:
+                problems.append(ConfigProblem(self.config.source, f"{key}.irq_id", f"{entry.name!r}: {error}"))
+                return
+        self.ivc = IvcEndpoint(self.id, self.addrspace, (entry.base_gpa, entry.length), irq=irq)
+        self.ivc.install(self.hypercalls)
+        self._on_stop.append(self.ivc.close)
+
     def _placement_problem(self, error: PlacementError) -> ConfigProblem:
         """The config entry to blame; a clash between the machine's own devices is a bug (raised)."""
         index = error.blame.entry
@@ -149,9 +178,12 @@ class AxVM:
         return ConfigProblem(self.config.source, key, f"{self.config.devices.emu_devices[index].name!r}: {error}")
 
     def _attach_config_devices(self, ctx: DeviceContext) -> None:
-        problems = []
+        problems: list[ConfigProblem] = []
         for index, entry in enumerate(self.config.devices.emu_devices):
             key = f"devices.emu_devices[{index}]"
+            if entry.emu_type == EmuDeviceType.IVCChannel:
+                self._ivc_window(entry, key, problems)
+                continue
             try:
                 built = build_device(entry, ctx)
                 self.devices.attach(built.device, built.bus, DeviceOwner(f"{key} {entry.name!r}", index),
@@ -324,7 +356,9 @@ class AxVM:
             outcome = devices.handle_exit(exit_reason, addrspace)
             if outcome is None:
                 passed = exit_reason if hooks is None else hooks.vcpu_exit(target, vcpu_id, exit_reason)
-                if passed is not None:
+                if type(passed) is Hypercall:
+                    self.hypercalls.handle(vcpu, vcpu_id, passed)
+                elif passed is not None:
                     return passed
                 continue
             if outcome.read_value is not None:
