@@ -17,6 +17,8 @@ naming the field. What scripting adds is hooks into the VM itself:
 - ``on_mmio``: a device from two plain functions (``axdevice.CallbackDevice``), placed like a
   config's device (over RAM or another device: ``BadRequest``), served inline by the software
   CPU, through exits on KVM;
+- ``on_hypercall``: a guest hypercall (AxVisor's ABI, ``axvm.hypercalls``) served by a Python
+  function, on the calling vCPU's thread;
 - ``on_exit``: a callback told of each vCPU exit of one kind (or all), on the vCPU's thread,
   before the VM handles it. Exits are what the backend reports: the software CPU serves its
   device windows inline, so MMIO to devices is not an exit there.
@@ -40,6 +42,7 @@ from axdevice import CallbackDevice
 from axdevice.callback_device import ReadFunction, WriteFunction
 from axvcpu import AxVCpuExitReason
 from axvm import AxVM, PlacementError
+from axvm.hypercalls import HypercallContext
 
 from .manager import MEMORY_ACCESS_MAX, BadRequest, VmManager
 from .vmtypes import VmInfo, VMState
@@ -248,6 +251,24 @@ class VM:
         def install(vm: AxVM) -> Callable[[], None]:
             vm.exit_observers.append(observe)
             return lambda: vm.exit_observers.remove(observe)
+
+        return self._add_hook(install)
+
+    def on_hypercall(self, code: int, callback: Callable[[int, tuple[int, ...]], int]) -> Hook:
+        """Serve the guest's hypercall ``code`` (AxVisor's ABI: riscv64 ecall with a7 = 0x485643
+        and the code in a6, aarch64 hvc #0 with x0, x86_64 vmcall with rax) with
+        ``callback(vcpu_id, args) -> value``; raise ``axvm.hypercalls.HypercallError`` to return
+        an error code instead. Replaces the VMM's own handler for that code while installed."""
+
+        def serve(context: HypercallContext) -> int:
+            return callback(context.vcpu_id, tuple(context.call.args))
+
+        def install(vm: AxVM) -> Callable[[], None]:
+            previous = vm.hypercalls.handler_for(code)
+            vm.hypercalls.register(code, serve)
+            if previous is None:
+                return lambda: vm.hypercalls.unregister(code)
+            return lambda: vm.hypercalls.register(code, previous)
 
         return self._add_hook(install)
 

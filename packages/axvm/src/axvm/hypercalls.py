@@ -113,8 +113,8 @@ class HypercallTable:
     def unregister(self, code: int) -> None:
         self._handlers.pop(code, None)
 
-    def serves(self, code: int) -> bool:
-        return code in self._handlers
+    def handler_for(self, code: int) -> HypercallHandler | None:
+        return self._handlers.get(code)
 
     def handle(self, vcpu: VCpu, vcpu_id: int, call: Hypercall) -> None:
         """Serve ``call`` on the calling vCPU's thread and write its result into the vCPU."""
