@@ -153,3 +153,23 @@ def test_ctrl_c_pauses_the_running_guest_and_detach_resumes_it(manager: VmManage
     assert manager.get(vm.id).state is VMState.RUNNING
     console.clear()
     wait_for(lambda: b"Hit any key" in console or b"=>" in console or b"\x08" in console, "U-Boot to go on")
+
+
+def test_gdb_stub_started_through_the_api(manager: VmManager, tmp_path: Path) -> None:
+    from axvisor.api import listen
+    from axvisor.api.server import ApiServer
+    from axvisor.client import ApiError, Client
+
+    vm = manager.create(UBOOT)
+    sock = tmp_path / "api.sock"
+    with ApiServer(manager, [listen.bind_unix(sock)], unix_path=sock), Client.unix(sock, timeout=60) as api:
+        address = api.gdb_serve(vm.id, "tcp:0")
+        assert address.startswith("tcp:127.0.0.1:")
+        with pytest.raises(ApiError, match="address"):
+            api.gdb_serve(vm.id, "carrier-pigeon:1")
+        peer = RawGdb(int(address.rsplit(":", 1)[1]))
+        assert peer.ask(b"?") == b"T05thread:1;"
+        assert api.get(vm.id).state is VMState.PAUSED  # started paused by the connection
+        assert peer.ask(b"p20") == (0x8000_0000).to_bytes(8, "little").hex().encode()
+        assert peer.ask(b"D") == b"OK"
+        wait_for(lambda: api.get(vm.id).state is VMState.RUNNING, "the VM to run after the detach")

@@ -246,6 +246,10 @@ class Client:
             for k, v in self._json("GET", f"/api/vms/{vm_id}/vcpus/{vcpu}/registers")["registers"].items()
         }
 
+    def gdb_serve(self, vm_id: int, address: str) -> str:
+        """Start the server's gdb stub for a VM; the address it listens on."""
+        return str(self._json("POST", f"/api/vms/{vm_id}/gdb", body={"address": address})["address"])
+
     def translate(self, vm_id: int, vcpu: int, gva: int) -> Translation:
         return translation_from_json(self._json("GET", f"/api/vms/{vm_id}/translate", {"vcpu": vcpu, "gva": hex(gva)}))
 

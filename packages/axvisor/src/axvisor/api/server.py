@@ -261,6 +261,17 @@ async def pause_vm(request: web.Request) -> web.Response:
     return web.json_response(info_to_json(await _call(request, _manager(request).pause, _vm_id(request))))
 
 
+async def gdb_vm(request: web.Request) -> web.Response:
+    """Start the VM's gdb stub: JSON ``{"address": "tcp:PORT" | "tcp:HOST:PORT" | "unix:PATH"}``."""
+    _only_query(request)
+    spec = _json_object(await request.read())
+    address = spec.get("address")
+    if set(spec) != {"address"} or not isinstance(address, str):
+        raise BadRequest("address", 'expected {"address": "tcp:PORT" or "unix:PATH"}')
+    bound = await _call(request, _manager(request).gdb_serve, _vm_id(request), address)
+    return web.json_response({"address": bound})
+
+
 async def resume_vm(request: web.Request) -> web.Response:
     _only_query(request)
     return web.json_response(info_to_json(await _call(request, _manager(request).resume, _vm_id(request))))
@@ -412,6 +423,7 @@ ROUTES: tuple[tuple[str, str, Callable[[web.Request], Awaitable[web.StreamRespon
     ("POST", "/api/vms/{id}/start", start_vm),
     ("POST", "/api/vms/{id}/stop", stop_vm),
     ("POST", "/api/vms/{id}/pause", pause_vm),
+    ("POST", "/api/vms/{id}/gdb", gdb_vm),
     ("POST", "/api/vms/{id}/resume", resume_vm),
     ("POST", "/api/vms/{id}/reset", reset_vm),
     ("GET", "/api/vms/{id}/metrics", vm_metrics),

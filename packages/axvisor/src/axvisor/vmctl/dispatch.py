@@ -45,6 +45,7 @@ class VmOps(Protocol):
     def read_memory(self, vm_id: int, gpa: int, size: int) -> bytes: ...
     def registers(self, vm_id: int, vcpu: int) -> dict[str, int]: ...
     def translate(self, vm_id: int, vcpu: int, gva: int) -> Translation: ...
+    def gdb_serve(self, vm_id: int, address: str) -> str: ...
 
 
 class ExitShell(Exception):
@@ -282,6 +283,14 @@ def _cmd_translate(command: Command, session: Session) -> int:
     return OK
 
 
+def _cmd_gdb(command: Command, session: Session) -> int:
+    vm_id = _resolve(session, command.args[0])
+    address = session.ops.gdb_serve(vm_id, command.args[1])
+    target = address.removeprefix("tcp:") if address.startswith("tcp:") else address.removeprefix("unix:")
+    session.say(f"gdb stub for VM {vm_id} on {address}; in gdb-multiarch: target remote {target}")
+    return OK
+
+
 _HANDLERS: dict[str, Callable[[Command, Session], int]] = {
     "exit": _cmd_exit,
     "help": _cmd_help,
@@ -299,6 +308,7 @@ _HANDLERS: dict[str, Callable[[Command, Session], int]] = {
     "mem": _cmd_mem,
     "regs": _cmd_regs,
     "translate": _cmd_translate,
+    "gdb": _cmd_gdb,
 }
 
 

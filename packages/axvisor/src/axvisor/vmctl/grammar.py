@@ -39,6 +39,17 @@ def parse_size(text: str) -> int:
         raise ValueError(error.message) from None
 
 
+def parse_gdb_address(text: str) -> str:
+    """``vm gdb``'s PORT: a port number is a loopback TCP port; tcp:... and unix:... as given."""
+    if text.isdigit():
+        if not 0 <= int(text) <= 65535:
+            raise ValueError("not a port")
+        return f"tcp:{text}"
+    if text.startswith(("tcp:", "unix:")):
+        return text
+    raise ValueError("expected a port, tcp:HOST:PORT or unix:PATH")
+
+
 @dataclass(frozen=True)
 class Flag:
     name: str
@@ -169,6 +180,11 @@ SPECS: tuple[Spec, ...] = (
         "translate",
         "translate a guest virtual address on a paused VM's vCPU",
         (_ID, Arg("VCPU", parse_int), Arg("GVA", parse_int)),
+    ),
+    Spec(
+        "gdb",
+        "serve gdb's remote protocol for a VM: PORT, tcp:HOST:PORT or unix:PATH (in gdb: target remote :PORT)",
+        (_ID, Arg("PORT", parse_gdb_address)),
     ),
 )
 BY_NAME: dict[str, Spec] = {spec.name: spec for spec in SPECS}
