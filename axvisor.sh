@@ -71,6 +71,16 @@ setup_stamp() {
   cat pyproject.toml poetry.lock packages/*/pyproject.toml 2>/dev/null | sha256sum | cut -d' ' -f1
 }
 
+# run and check start at once when .venv already matches the project files; only then is setup's
+# Debian package check (a dpkg-query per package, over a second on a busy machine) skipped, and
+# `./axvisor.sh setup` itself always makes it.
+ensure_setup() {
+  if [ -x "$VENV/bin/python" ] && [ "$(cat "$VENV/.axvisor-setup" 2>/dev/null)" = "$(setup_stamp)" ]; then
+    return 0
+  fi
+  cmd_setup
+}
+
 cmd_setup() {
   python_ok || die "$PYTHON is missing or older than 3.11; install Python 3.11+ (Debian: apt-get install python3)"
   apt_install "${APT_PACKAGES[@]}"
@@ -190,7 +200,7 @@ PY
 }
 
 cmd_run() {
-  cmd_setup
+  ensure_setup
   if [ $# -eq 0 ]; then
     local vms; vms=$(default_vms) || exit 2
     mapfile -t args <<<"$vms"
@@ -204,7 +214,7 @@ cmd_run() {
 }
 
 cmd_check() {
-  cmd_setup
+  ensure_setup
   [ $# -gt 0 ] || set -- configs/vms/*.toml
   exec "$VENV/bin/axvisor" check "$@"
 }
