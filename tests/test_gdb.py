@@ -173,3 +173,48 @@ def test_gdb_stub_started_through_the_api(manager: VmManager, tmp_path: Path) ->
         assert peer.ask(b"p20") == (0x8000_0000).to_bytes(8, "little").hex().encode()
         assert peer.ask(b"D") == b"OK"
         wait_for(lambda: api.get(vm.id).state is VMState.RUNNING, "the VM to run after the detach")
+
+
+def test_axvisor_run_gdb_paused(images: None, tmp_path: Path) -> None:
+    """``axvisor run CONFIG --gdb unix:PATH --paused``: nothing runs until gdb continues; gdb's
+    ``kill`` stops the VM and the run ends."""
+    sock = tmp_path / "gdb.sock"
+    run = subprocess.Popen(
+        [str(ROOT / ".venv" / "bin" / "axvisor"), "run", str(UBOOT), "--gdb", f"unix:{sock}", "--paused"],
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        wait_for(lambda: sock.exists() or run.poll() is not None, "the gdb socket")
+        peer = RawGdbUnix(sock)
+        assert peer.ask(b"p20") == (0x8000_0000).to_bytes(8, "little").hex().encode()  # paused at the entry
+        assert peer.ask(b"Z0,%x,4" % UBOOT_ENTRY) == b"OK"
+        peer.send(b"c")
+        assert peer.reply() == b"T05thread:1;"
+        assert peer.ask(b"p20") == UBOOT_ENTRY.to_bytes(8, "little").hex().encode()
+        peer.send(b"k")
+        stdout, stderr = run.communicate(timeout=60)
+    finally:
+        if run.poll() is None:
+            run.kill()
+            run.wait()
+    assert b"gdb stub on unix:" in stderr and b"paused before its first instruction" in stderr
+    assert b"OpenSBI" in stdout and b"U-Boot" not in stdout  # stopped at U-Boot's first instruction
+    assert run.returncode == 0, stderr
+
+
+def test_axvisor_run_gdb_bad_address_is_one_line(images: None) -> None:
+    result = subprocess.run(
+        [str(ROOT / ".venv" / "bin" / "axvisor"), "run", str(UBOOT), "--gdb", "carrier-pigeon:1"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0 and "expected tcp:PORT" in result.stderr
+
+
+class RawGdbUnix(RawGdb):
+    def __init__(self, path: Path) -> None:  # noqa: D107 - as RawGdb, over a Unix socket
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(60)
+        self.sock.connect(str(path))
+        self.reader = PacketReader()
+        self.pending = []

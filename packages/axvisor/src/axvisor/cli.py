@@ -74,6 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", help="run the VMs described by CONFIG files",
                               description=RUN_DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
     run.add_argument("configs", nargs="+", metavar="CONFIG")
+    run.add_argument("--gdb", metavar="tcp:PORT|unix:PATH", help="serve gdb's remote protocol for the VM (one CONFIG)")
+    run.add_argument("--paused", action="store_true", help="with --gdb: no guest instruction runs until gdb continues")
     check = commands.add_parser("check", help="validate CONFIG files and print a summary")
     check.add_argument("configs", nargs="+", metavar="CONFIG")
     gen = commands.add_parser("generate", help="write a VM config from flags")
@@ -179,6 +181,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_info()
         if args.command in OPERATE_COMMANDS:
             return run_operate(args)
+        if args.gdb is not None or args.paused:
+            from .gdb.run import run_with_gdb  # only when asked for: run's start-up stays lean
+
+            return run_with_gdb(args.configs, args.gdb, args.paused)
         return cmd_run(args.configs)
     except (UserError, ConfigError) as error:
         print(error, file=sys.stderr)
