@@ -212,7 +212,7 @@ def test_axvisor_run_gdb_bad_address_is_one_line(images: None) -> None:
 
 
 class RawGdbUnix(RawGdb):
-    def __init__(self, path: Path) -> None:  # noqa: D107 - as RawGdb, over a Unix socket
+    def __init__(self, path: Path) -> None:  # as RawGdb, over a Unix socket
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.sock.settimeout(60)
         self.sock.connect(str(path))
