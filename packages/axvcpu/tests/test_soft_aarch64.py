@@ -360,3 +360,35 @@ def test_the_virtual_counter_stands_still_while_the_vm_is_paused() -> None:
         assert frozen <= guest < frozen + paused_ticks // 4  # the pause is not seen by the guest
     finally:
         m.close()
+
+
+def test_an_irq_pending_while_masked_is_entered_in_a_short_unmasked_window_mid_slice() -> None:
+    """Linux's idle loop: wfi with IRQs masked, unmask for a few instructions, mask, wfi again.
+    Every slice boundary falls on the wfi, where PSTATE.I is set; the IRQ must still be taken
+    in the window."""
+    src = (
+        START
+        + """
+loop:
+    wfi
+    msr daifclr, #2
+window:
+    nop
+    msr daifset, #2
+    b loop
+"""
+        + VECTORS
+    )
+    m = A64Machine(src)
+    try:
+        assert m.vcpu.run() == Halt()
+        m.backend.irq_input(0).set_level(True)
+        for _ in range(20):
+            m.vcpu.run()
+            if m.reg("x9") == 1:
+                break
+        rec = record(m)
+        assert m.reg("x9") == 1 and rec["vector"] == 0x280
+        assert rec["elr"] == m.sym("window")  # taken right after the unmask
+    finally:
+        m.close()

@@ -47,6 +47,7 @@ from typing import Any
 
 from unicorn import (
     UC_ARCH_ARM64,
+    UC_HOOK_CODE,
     UC_HOOK_INSN,
     UC_HOOK_INTR,
     UC_HOOK_MEM_FETCH_PROT,
@@ -57,9 +58,8 @@ from unicorn import (
     UC_HOOK_MEM_WRITE_UNMAPPED,
     UC_MEM_FETCH_PROT,
     UC_MEM_FETCH_UNMAPPED,
-    UC_MEM_WRITE_PROT,
-    UC_MEM_WRITE_UNMAPPED,
     UC_MODE_ARM,
+    UC_PROT_ALL,
     UC_PROT_EXEC,
     Uc,
     UcError,
@@ -102,7 +102,7 @@ try:
 except ImportError:  # pragma: no cover - a different binding layout
     _uclib = None  # type: ignore[assignment]
 
-__all__ = ["Aarch64SoftVCpu", "mpidr_of"]
+__all__ = ["Aarch64SoftVCpu", "hook_gaps", "mpidr_of"]
 
 _U64 = (1 << 64) - 1
 _UNTIL = _U64  # never a PC: slices end by count, wfi, a stop or an error
@@ -128,7 +128,14 @@ _TIMER_TVAL = {(3, 3, 14, 3, 0): VIRT, (3, 3, 14, 2, 0): PHYS}
 _CVAL_REG = {VIRT: r.CNTV_CVAL_EL0, PHYS: r.CNTP_CVAL_EL0}
 _CTL_REG = {VIRT: r.CNTV_CTL_EL0, PHYS: r.CNTP_CTL_EL0}
 
-_WRITES = {UC_MEM_WRITE_UNMAPPED, UC_MEM_WRITE_PROT}
+_FAULT_HOOKS = (
+    UC_HOOK_MEM_READ_UNMAPPED
+    | UC_HOOK_MEM_WRITE_UNMAPPED
+    | UC_HOOK_MEM_FETCH_UNMAPPED
+    | UC_HOOK_MEM_READ_PROT
+    | UC_HOOK_MEM_WRITE_PROT
+    | UC_HOOK_MEM_FETCH_PROT
+)
 _FETCHES = {UC_MEM_FETCH_UNMAPPED, UC_MEM_FETCH_PROT}
 _WIDTHS = {1: AccessWidth.BYTE, 2: AccessWidth.WORD, 4: AccessWidth.DWORD, 8: AccessWidth.QWORD}
 
@@ -137,6 +144,19 @@ if _uclib is not None and hasattr(_uclib, "uc_vmem_read"):  # unicorn >= 2.1
     _vmem_read = ctypes.CFUNCTYPE(
         ctypes.c_int, ctypes.c_void_p, ctypes.c_uint64, ctypes.c_int, ctypes.c_void_p, ctypes.c_size_t
     )(("uc_vmem_read", _uclib))
+
+
+def hook_gaps(covered: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Inclusive ``(begin, end)`` ranges of the physical space outside every ``(start, size)``."""
+    gaps: list[tuple[int, int]] = []
+    cursor = 0
+    for start, size in sorted(covered):
+        if start > cursor:
+            gaps.append((cursor, start - 1))
+        cursor = max(cursor, start + size)
+    if cursor <= _U64:
+        gaps.append((cursor, _U64))
+    return gaps
 
 
 def mpidr_of(vcpu_id: int) -> int:
@@ -187,22 +207,20 @@ class Aarch64SoftVCpu(ArchVCpu):
         self._pending_read: _PendingRead | None = None
         self._mmio_windows: list[tuple[int, int]] = []
         self._counter_generation = -1
+        self._code_dirty = threading.Event()
+        self._ram: dict[int, tuple[int, int]] = {}  # gpa -> (size, perms) of RAM this engine maps
+        self._fault_hooks: list[int] = []
+        self._irq_watch: int | None = None  # the per-instruction hook armed while an IRQ waits for PSTATE.I
+        self._irq_unmasked = False
         self._closed = False
         self.last_call: tuple[str, int] | None = None
         """The conduit ("hvc" or "smc") and immediate of the last Hypercall exit."""
         self.exceptions_entered = 0
         self.irqs_entered = 0
+        self.translation_flushes = 0
         self._configure_els()
         self._uc.hook_add(UC_HOOK_INTR, self._on_exception)
-        bad = (
-            UC_HOOK_MEM_READ_UNMAPPED
-            | UC_HOOK_MEM_WRITE_UNMAPPED
-            | UC_HOOK_MEM_FETCH_UNMAPPED
-            | UC_HOOK_MEM_READ_PROT
-            | UC_HOOK_MEM_WRITE_PROT
-            | UC_HOOK_MEM_FETCH_PROT
-        )
-        self._uc.hook_add(bad, self._on_bad_access)
+        self._place_fault_hooks()
         self._uc.hook_add(UC_HOOK_INSN, self._on_msr, None, 1, 0, ac.UC_ARM64_INS_MSR)
 
     def _configure_els(self) -> None:
@@ -298,11 +316,32 @@ class Aarch64SoftVCpu(ArchVCpu):
         with self.engine_lock:
             if not self._closed:
                 self._uc.mem_map_ptr(gpa, size, perms, host_addr)
+                self._ram[gpa] = (size, perms)
+                self._place_fault_hooks()
 
     def unmap_ram(self, gpa: int, size: int) -> None:
         with self.engine_lock:
             if not self._closed:
                 self._uc.mem_unmap(gpa, size)
+                self._ram.pop(gpa, None)
+                self._place_fault_hooks()
+
+    def invalidate_code(self, gpa: int, size: int) -> None:
+        """From any thread: guest RAM was written behind the engine's back (device DMA, the VMM's
+        loads); the engine drops its translated code before its next slice."""
+        self._code_dirty.set()
+
+    def _place_fault_hooks(self) -> None:
+        """Unmapped/protection hooks only outside RAM mapped with every permission and outside
+        device windows: a hook whose range covers a RAM page sends every store to that page down
+        unicorn's slow path (NOTES.md), and there they could never fire anyway."""
+        for handle in self._fault_hooks:
+            self._uc.hook_del(handle)
+        covered = [(gpa, size) for gpa, (size, perms) in self._ram.items() if perms == UC_PROT_ALL]
+        self._fault_hooks = [
+            self._uc.hook_add(_FAULT_HOOKS, self._on_bad_access, None, begin, end)
+            for begin, end in hook_gaps(covered + self._mmio_windows)
+        ]
 
     def set_mmio_windows(self, windows: list[tuple[int, int]]) -> None:
         """Map page-aligned ``(start, size)`` windows served inline by the context's handler."""
@@ -318,6 +357,7 @@ class Aarch64SoftVCpu(ArchVCpu):
                         f"MMIO window [{start:#x}, +{size:#x}) overlaps guest RAM or another window ({err})"
                     ) from err
                 self._mmio_windows.append((start, size))
+            self._place_fault_hooks()
 
     def _mmio_read(self, _uc: Any, offset: int, size: int, base: int) -> int:
         width = _WIDTHS.get(size)
@@ -335,17 +375,28 @@ class Aarch64SoftVCpu(ArchVCpu):
     # -- one slice ----------------------------------------------------------------------------------
 
     def _run_slice(self) -> AxVCpuExitReason:
+        if self._code_dirty.is_set():
+            self._code_dirty.clear()
+            self._uc.ctl_flush_tb()
+            self.translation_flushes += 1
         self._sync_counter()
         self._update_timers()
         self._take_irq()
         self._mem_fault = None
         self._fail = None
         self._exit = None
+        self._irq_unmasked = False
+        if self._irq.pending():  # pending but masked: stop the slice where the guest unmasks it
+            self._irq_watch = self._uc.hook_add(UC_HOOK_CODE, self._watch_unmask)
         pc = self._regs.read(r.PC)
         try:
             self._uc.emu_start(pc, _UNTIL, count=self._slice)
         except UcError as err:
             return self._on_stop_error(err)
+        finally:
+            self._disarm_irq_watch()
+        if self._irq_unmasked:
+            return Nothing()  # the next run() enters the IRQ at the instruction that would have run
         if self._fail is not None:
             return FailEntry(0, self._fail)
         if self._exit is not None:
@@ -392,6 +443,27 @@ class Aarch64SoftVCpu(ArchVCpu):
         self._enter(VECTOR_IRQ, pstate, elr=pc, syndrome=None, far=None)
         self._irq.taken()
         self.irqs_entered += 1
+
+    def _watch_unmask(self, uc: Any, _address: int, _size: int, _user_data: object) -> None:
+        """Before each instruction while an IRQ is pending and masked: stop once PSTATE.I is clear.
+
+        Guests unmask mid-slice (Linux's idle loop runs wfi with IRQs masked, then unmasks for
+        a few instructions and masks again before the next wfi), so checking only at slice
+        boundaries could miss every unmasked window. ``msr daifclr`` has no hook of its own, so
+        this per-instruction hook (cheap to add: the count hook keeps every translation calling
+        code hooks) is armed only while an IRQ waits, and removes itself once the IRQ is gone.
+        """
+        if not self._irq.pending():
+            self._disarm_irq_watch()
+        elif not self._regs.read(r.PSTATE) & PSTATE_I:
+            self._irq_unmasked = True
+            self._disarm_irq_watch()
+            uc.emu_stop()
+
+    def _disarm_irq_watch(self) -> None:
+        if self._irq_watch is not None:
+            self._uc.hook_del(self._irq_watch)
+            self._irq_watch = None
 
     def _enter(self, kind: int, pstate: int, *, elr: int, syndrome: int | None, far: int | None) -> None:
         """Take an exception to EL1 (module docstring of aarch64_exceptions)."""
