@@ -25,6 +25,10 @@ def attach_debugger(vcpu: VCpu) -> Debugger:
         from .soft.riscv_debug import HartDebug
 
         debug = HartDebug.for_hart(arch)
+    elif module.endswith(".kvm.vcpu"):
+        from .kvm.debug import KvmDebug
+
+        debug = KvmDebug.for_vcpu(arch)
     else:
         raise DebugUnsupported(f"{type(arch).__name__}: no debug controls on this backend")
     vcpu.debug = debug

@@ -57,6 +57,8 @@ typedef struct { uint32_t suberror; uint32_t ndata; uint64_t data[16]; ...; } ax
 typedef struct { uint32_t suberror; uint32_t ndata; uint64_t flags; uint8_t insn_size; uint8_t insn_bytes[15]; ...; }
     axv_exit_emulation_failure;
 typedef struct { uint32_t type; uint64_t flags; ...; } axv_exit_system_event;
+struct kvm_debug_exit_arch { uint32_t exception; uint64_t pc, dr6, dr7; ...; };
+typedef struct { struct kvm_debug_exit_arch arch; ...; } axv_exit_debug;
 
 struct kvm_run {
     uint8_t request_interrupt_window;
@@ -75,6 +77,7 @@ struct kvm_run {
     axv_exit_internal internal;
     axv_exit_emulation_failure emulation_failure;
     axv_exit_system_event system_event;
+    axv_exit_debug debug;
     ...;
 };
 
@@ -121,6 +124,8 @@ struct kvm_translation {
     ...;
 };
 struct kvm_interrupt { uint32_t irq; ...; };
+struct kvm_guest_debug_arch { uint64_t debugreg[8]; ...; };
+struct kvm_guest_debug { uint32_t control; struct kvm_guest_debug_arch arch; ...; };
 
 /* --- VM objects --------------------------------------------------------------------------------- */
 struct kvm_userspace_memory_region {
@@ -173,6 +178,7 @@ struct kvm_clock_data { uint64_t clock; uint32_t flags; ...; };
 #define KVM_SET_MP_STATE ...
 #define KVM_TRANSLATE ...
 #define KVM_INTERRUPT ...
+#define KVM_SET_GUEST_DEBUG ...
 
 /* --- capabilities, flags and codes ------------------------------------------------------------------ */
 #define KVM_API_VERSION ...
@@ -193,6 +199,11 @@ struct kvm_clock_data { uint64_t clock; uint32_t flags; ...; };
 #define KVM_CAP_INTERNAL_ERROR_DATA ...
 #define KVM_CAP_EXIT_ON_EMULATION_FAILURE ...
 #define KVM_CAP_ADJUST_CLOCK ...
+#define KVM_CAP_SET_GUEST_DEBUG ...
+#define KVM_GUESTDBG_ENABLE ...
+#define KVM_GUESTDBG_SINGLESTEP ...
+#define KVM_GUESTDBG_USE_SW_BP ...
+#define KVM_GUESTDBG_USE_HW_BP ...
 
 #define KVM_MEM_LOG_DIRTY_PAGES ...
 #define KVM_MEM_READONLY ...
@@ -273,6 +284,7 @@ typedef __typeof__(((struct kvm_run *)0)->mmio) axv_exit_mmio;
 typedef __typeof__(((struct kvm_run *)0)->internal) axv_exit_internal;
 typedef __typeof__(((struct kvm_run *)0)->emulation_failure) axv_exit_emulation_failure;
 typedef __typeof__(((struct kvm_run *)0)->system_event) axv_exit_system_event;
+typedef __typeof__(((struct kvm_run *)0)->debug) axv_exit_debug;
 
 /* ioctl with a pointer argument; -errno on failure. */
 int axv_ioctl_ptr(int fd, unsigned long request, void *arg)
