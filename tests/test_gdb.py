@@ -56,9 +56,9 @@ def wait_for(condition: object, what: str, seconds: float = 120.0) -> None:
         time.sleep(0.05)
 
 
-def gdb_batch(port: str, commands: list[str]) -> str:
+def gdb_batch(port: str, commands: list[str], architecture: str = "riscv:rv64") -> str:
     require("gdb-multiarch", why="install gdb-multiarch to test the gdb stub with gdb itself")
-    args = ["gdb-multiarch", "-nx", "-batch", "-ex", "set pagination off", "-ex", "set architecture riscv:rv64"]
+    args = ["gdb-multiarch", "-nx", "-batch", "-ex", "set pagination off", "-ex", f"set architecture {architecture}"]
     args += ["-ex", f"target remote 127.0.0.1:{port}"]
     for command in commands:
         args += ["-ex", command]
@@ -218,3 +218,35 @@ class RawGdbUnix(RawGdb):
         self.sock.connect(str(path))
         self.reader = PacketReader()
         self.pending = []
+
+
+HELLO_X86 = ROOT / "configs" / "vms" / "hello-x86_64-kvm-smp1.toml"
+
+
+@pytest.mark.usefixtures("kvm", "guests")
+def test_gdb_steps_an_x86_kvm_guest_reads_registers_and_memory_and_detaches() -> None:
+    """On KVM through KVM_SET_GUEST_DEBUG: the hello guest's first instructions run at CPL0,
+    which PVM emulates, so single steps reach the VMM there too (breakpoints need hardware KVM)."""
+    console = bytearray()
+    with VmManager(console_echo=lambda _id, data: console.extend(data)) as manager:
+        vm = manager.create(HELLO_X86)
+        port = manager.gdb_serve(vm.id, "tcp:0").rsplit(":", 1)[1]
+        out = gdb_batch(port, [
+            "p/x $rip",
+            "stepi", "p/x $rip",
+            "stepi", "p/x $rip",
+            "info registers rip eflags",
+            "p/x *(unsigned char *)0x100000",
+            "set {unsigned int}0x200000 = 0xcafe",
+            "p/x *(unsigned int *)0x200000",
+            "detach",
+        ], "i386:x86-64")  # fmt: skip
+        assert value(out, "1") == 0x10_0000  # the entry point: started paused
+        first, second = value(out, "2"), value(out, "3")
+        assert 0x10_0000 < first < second < 0x10_0100, out  # one instruction each
+        assert re.search(rf"^rip\s+0x{second:x}\s", out, re.MULTILINE), out
+        assert value(out, "4") == (HELLO_X86.parent.parent.parent / "build" / "guests" / "hello.bin").read_bytes()[0]
+        assert value(out, "5") == 0xCAFE
+        wait_for(lambda: manager.get(vm.id).state is VMState.STOPPED, "the guest to power off")
+        assert b"Hello from an x86_64 guest at CPL3" in console
+        assert manager.get(vm.id).exit_code == 0
