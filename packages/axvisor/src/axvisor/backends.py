@@ -136,10 +136,14 @@ def _soft_probe() -> str | None:
 
 
 def _soft_factory(config: AxVMCrateConfig) -> VmBackend:
+    if config.base.arch is Arch.AARCH64:
+        from axvcpu.backends.soft.aarch64_backend import SoftAarch64Backend
+
+        return SoftAarch64Backend(config.base.cpu_num)
     from axvcpu.backends.soft import SoftRiscvBackend
 
     return SoftRiscvBackend(config.base.cpu_num)
 
 
-REGISTRY.append(BackendEntry(BackendKind.SOFT, frozenset({Arch.RISCV64}), _soft_probe, _soft_factory,
+REGISTRY.append(BackendEntry(BackendKind.SOFT, frozenset({Arch.RISCV64, Arch.AARCH64}), _soft_probe, _soft_factory,
                              _soft_max_vcpus))

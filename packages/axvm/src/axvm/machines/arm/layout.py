@@ -75,7 +75,7 @@ IRQ_TYPE_EDGE_RISING, IRQ_TYPE_LEVEL_HIGH, IRQ_TYPE_LEVEL_LOW = 1, 4, 8
 # physical, non-secure physical, virtual, hypervisor physical.
 TIMER_PPIS = (13, 14, 11, 10)
 TIMER_VIRT_PPI, TIMER_PHYS_PPI = 11, 14
-CPU_COMPATIBLE = "arm,cortex-a72"  # unicorn's default arm64 CPU model
+CPU_COMPATIBLE = "arm,cortex-a57"  # the CPU model the soft aarch64 vCPU runs (unicorn's Cortex-A57)
 
 
 def virtio_mmio_slot(n: int) -> VirtRegion:
