@@ -47,7 +47,6 @@ from typing import Any
 
 from unicorn import (
     UC_ARCH_ARM64,
-    UC_HOOK_CODE,
     UC_HOOK_INSN,
     UC_HOOK_INTR,
     UC_HOOK_MEM_FETCH_PROT,
@@ -108,6 +107,10 @@ _U64 = (1 << 64) - 1
 _UNTIL = _U64  # never a PC: slices end by count, wfi, a stop or an error
 _DAIF_RESET = 0x3C0
 FSC_TRANSLATION_L3 = 0x07
+WATCH_INSTRUCTIONS = 2048
+"""Instructions stepped, looking for an unmask, after a wfi woken by a masked IRQ (``_step_to_unmask``)."""
+MASKED_SLICE_INSTRUCTIONS = 10_000
+"""The slice bound while an IRQ waits masked: the unmask is seen within this many instructions."""
 
 # qemu/target/arm/cpu.h exception numbers, as the INTR hook reports them
 EXCP_UDEF = 1
@@ -210,8 +213,7 @@ class Aarch64SoftVCpu(ArchVCpu):
         self._code_dirty = threading.Event()
         self._ram: dict[int, tuple[int, int]] = {}  # gpa -> (size, perms) of RAM this engine maps
         self._fault_hooks: list[int] = []
-        self._irq_watch: int | None = None  # the per-instruction hook armed while an IRQ waits for PSTATE.I
-        self._irq_unmasked = False
+        self._woke_masked = False  # the last slice ended at a wfi with an IRQ pending and masked
         self._closed = False
         self.last_call: tuple[str, int] | None = None
         """The conduit ("hvc" or "smc") and immediate of the last Hypercall exit."""
@@ -382,26 +384,54 @@ class Aarch64SoftVCpu(ArchVCpu):
         self._sync_counter()
         self._update_timers()
         self._take_irq()
+        count = self._slice
+        if self._irq.pending():  # still pending: masked
+            count = min(count, MASKED_SLICE_INSTRUCTIONS)
+            if self._woke_masked:
+                self._woke_masked = False
+                stepped = self._step_to_unmask()
+                if stepped is not None:
+                    return stepped
+        self._woke_masked = False
+        return self._emulate(count) or self._after_slice()
+
+    def _emulate(self, count: int) -> AxVCpuExitReason | None:
+        """Run up to ``count`` instructions from the PC; the exit they ended in, if any."""
         self._mem_fault = None
         self._fail = None
         self._exit = None
-        self._irq_unmasked = False
-        if self._irq.pending():  # pending but masked: stop the slice where the guest unmasks it
-            self._irq_watch = self._uc.hook_add(UC_HOOK_CODE, self._watch_unmask)
-        pc = self._regs.read(r.PC)
         try:
-            self._uc.emu_start(pc, _UNTIL, count=self._slice)
+            self._uc.emu_start(self._regs.read(r.PC), _UNTIL, count=count)
         except UcError as err:
             return self._on_stop_error(err)
-        finally:
-            self._disarm_irq_watch()
-        if self._irq_unmasked:
-            return Nothing()  # the next run() enters the IRQ at the instruction that would have run
         if self._fail is not None:
             return FailEntry(0, self._fail)
-        if self._exit is not None:
-            return self._exit
-        return self._after_slice()
+        return self._exit
+
+    def _step_to_unmask(self) -> AxVCpuExitReason | None:
+        """After a wfi woken by a masked IRQ: step one instruction at a time until the guest
+        unmasks (then enter the IRQ there), the IRQ goes away, or the next wfi.
+
+        Linux's idle loop runs wfi with IRQs masked, then unmasks for a few instructions and
+        masks again before its next wfi, so every slice boundary falls where PSTATE.I is set and
+        a check at boundaries alone never takes the IRQ. ``msr daifclr`` has no hook of its own
+        and a code hook added now would not reach code already translated (unicorn calls a
+        lone code hook directly from the translation), so the first ``WATCH_INSTRUCTIONS``
+        after such a wfi run in single steps. Elsewhere, while an IRQ waits masked (a long
+        section with interrupts off), slices are only shortened.
+        """
+        for _ in range(WATCH_INSTRUCTIONS):
+            if is_wfi(self._fetch(self._regs.read(r.PC))):
+                return None
+            done = self._emulate(1)
+            if done is not None:
+                return done
+            if not self._irq.pending():
+                return None
+            if not self._regs.read(r.PSTATE) & PSTATE_I:
+                self._take_irq()
+                return Nothing()
+        return None
 
     def _after_slice(self) -> AxVCpuExitReason:
         """Tell a WFI from a spent count: the instruction before the PC is a WFI."""
@@ -410,6 +440,7 @@ class Aarch64SoftVCpu(ArchVCpu):
             return Nothing()
         self._update_timers()
         if self._irq.pending():
+            self._woke_masked = True
             return Nothing()  # the WFI completes; the next run() takes the IRQ if unmasked
         return Halt()
 
@@ -443,27 +474,6 @@ class Aarch64SoftVCpu(ArchVCpu):
         self._enter(VECTOR_IRQ, pstate, elr=pc, syndrome=None, far=None)
         self._irq.taken()
         self.irqs_entered += 1
-
-    def _watch_unmask(self, uc: Any, _address: int, _size: int, _user_data: object) -> None:
-        """Before each instruction while an IRQ is pending and masked: stop once PSTATE.I is clear.
-
-        Guests unmask mid-slice (Linux's idle loop runs wfi with IRQs masked, then unmasks for
-        a few instructions and masks again before the next wfi), so checking only at slice
-        boundaries could miss every unmasked window. ``msr daifclr`` has no hook of its own, so
-        this per-instruction hook (cheap to add: the count hook keeps every translation calling
-        code hooks) is armed only while an IRQ waits, and removes itself once the IRQ is gone.
-        """
-        if not self._irq.pending():
-            self._disarm_irq_watch()
-        elif not self._regs.read(r.PSTATE) & PSTATE_I:
-            self._irq_unmasked = True
-            self._disarm_irq_watch()
-            uc.emu_stop()
-
-    def _disarm_irq_watch(self) -> None:
-        if self._irq_watch is not None:
-            self._uc.hook_del(self._irq_watch)
-            self._irq_watch = None
 
     def _enter(self, kind: int, pstate: int, *, elr: int, syndrome: int | None, far: int | None) -> None:
         """Take an exception to EL1 (module docstring of aarch64_exceptions)."""
