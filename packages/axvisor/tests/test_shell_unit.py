@@ -30,7 +30,9 @@ def test_completes_commands_flags_and_vm_ids() -> None:
     assert completions(manager, "vm stop ")[:2] == ["1", "2"]
     assert "--graceful" in completions(manager, "vm stop ") and "-g" in completions(manager, "vm stop -")
     assert completions(manager, "vm list --f") == ["--format"]
-    assert completions(manager, "vm create ") == ["--force", "--name", "--cpu", "--memory", "-f", "-n", "-c", "-m"]
+    assert completions(manager, "vm create ") == [
+        "--force", "--restore", "--name", "--cpu", "--memory", "-f", "-n", "-c", "-m"
+    ]  # fmt: skip
     assert completions(manager, "bogus ") == []
 
 

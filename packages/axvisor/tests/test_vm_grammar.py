@@ -91,7 +91,8 @@ def test_help_and_empty_lines() -> None:
 
 
 def test_usage_lines_name_axvisor_flags() -> None:
-    assert BY_NAME["create"].usage == "vm create [-f] [-n NAME] [-c CPUS] [-m MEM] CONFIG..."
+    assert BY_NAME["create"].usage == "vm create [-f] [--restore DIR] [-n NAME] [-c CPUS] [-m MEM] [CONFIG...]"
+    assert BY_NAME["snapshot"].usage == "vm snapshot [--stop] ID DIR"
     assert BY_NAME["stop"].usage == "vm stop [-f] [-g] ID..."
     assert BY_NAME["list"].usage == "vm list [-a] [--format FMT]"
     assert BY_NAME["show"].usage == "vm show [-f] [-c] [-s] ID"

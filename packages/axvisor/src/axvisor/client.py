@@ -197,8 +197,14 @@ class Client:
         name: str | None = None,
         cpus: int | None = None,
         mem: int | str | None = None,
+        restore: str | os.PathLike[str] | None = None,
+        force: bool = False,
     ) -> VmInfo:
-        """A VM from a config file on the server's host (made absolute here), or TOML ``text``."""
+        """A VM from a config file on the server's host (made absolute here), or TOML ``text``,
+        or (``restore``) from a snapshot directory on the server's host."""
+        if restore is not None:
+            body = {"restore": str(Path(restore).expanduser().absolute()), "force": force}
+            return info_from_json(self._json("POST", "/api/vms", body=body))
         spec: dict[str, Any] = {"config": str(config)} if text else {"path": str(Path(config).expanduser().absolute())}
         spec |= {key: value for key, value in (("name", name), ("cpus", cpus), ("mem", mem)) if value is not None}
         return info_from_json(self._json("POST", "/api/vms", body=spec))
@@ -224,6 +230,11 @@ class Client:
 
     def resume(self, vm_id: int) -> VmInfo:
         return info_from_json(self._json("POST", f"/api/vms/{vm_id}/resume"))
+
+    def snapshot(self, vm_id: int, directory: str, stop: bool = False) -> VmInfo:
+        """Save the VM into ``directory`` on the server's host (see ``VmManager.snapshot``)."""
+        body = {"dir": str(directory), "stop": stop}
+        return info_from_json(self._json("POST", f"/api/vms/{vm_id}/snapshot", body=body))
 
     def reset(self, vm_id: int) -> VmInfo:
         return info_from_json(self._json("POST", f"/api/vms/{vm_id}/reset"))

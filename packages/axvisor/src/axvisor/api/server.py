@@ -184,6 +184,8 @@ async def create_vm(request: web.Request) -> web.Response:
     if request.content_type == "application/json":
         _only_query(request)
         spec = _json_object(body)
+        if "restore" in spec:
+            return await _create_restored(request, spec)
         unknown = sorted(set(spec) - {"path", "config", "name", "cpus", "mem"})
         if unknown:
             raise BadRequest(unknown[0], "unknown field; expected path or config, and name, cpus, mem")
@@ -207,6 +209,36 @@ async def create_vm(request: web.Request) -> web.Response:
     name, cpus, mem = _overrides(overrides)
     info = await _call(request, _manager(request).create, source, text=text, name=name, cpus=cpus, mem=mem)
     return web.json_response(info_to_json(info), status=201, headers={"Location": f"/api/vms/{info.id}"})
+
+
+async def _create_restored(request: web.Request, spec: dict[str, Any]) -> web.Response:
+    """JSON ``{"restore": DIR, "force": bool}``: a VM from a snapshot directory on this host."""
+    unknown = sorted(set(spec) - {"restore", "force"})
+    if unknown:
+        raise BadRequest(unknown[0], "unknown field; with restore, expected only force")
+    directory, force = spec["restore"], spec.get("force", False)
+    if not isinstance(directory, str) or not directory:
+        raise BadRequest("restore", "expected a snapshot directory (a non-empty string)")
+    if not isinstance(force, bool):
+        raise BadRequest("force", "expected true or false")
+    info = await _call(request, _manager(request).create, "", restore=directory, force=force)
+    return web.json_response(info_to_json(info), status=201, headers={"Location": f"/api/vms/{info.id}"})
+
+
+async def snapshot_vm(request: web.Request) -> web.Response:
+    """Save the VM: JSON ``{"dir": DIR, "stop": bool}`` (DIR new or empty, on this host)."""
+    _only_query(request)
+    spec = _json_object(await request.read())
+    unknown = sorted(set(spec) - {"dir", "stop"})
+    if unknown:
+        raise BadRequest(unknown[0], "unknown field; expected dir and stop")
+    directory, stop = spec.get("dir"), spec.get("stop", False)
+    if not isinstance(directory, str) or not directory:
+        raise BadRequest("dir", "expected the snapshot's directory (a non-empty string)")
+    if not isinstance(stop, bool):
+        raise BadRequest("stop", "expected true or false")
+    info = await _call(request, _manager(request).snapshot, _vm_id(request), directory, stop=stop)
+    return web.json_response(info_to_json(info))
 
 
 def _json_object(body: bytes) -> dict[str, Any]:
@@ -425,6 +457,7 @@ ROUTES: tuple[tuple[str, str, Callable[[web.Request], Awaitable[web.StreamRespon
     ("POST", "/api/vms/{id}/pause", pause_vm),
     ("POST", "/api/vms/{id}/gdb", gdb_vm),
     ("POST", "/api/vms/{id}/resume", resume_vm),
+    ("POST", "/api/vms/{id}/snapshot", snapshot_vm),
     ("POST", "/api/vms/{id}/reset", reset_vm),
     ("GET", "/api/vms/{id}/metrics", vm_metrics),
     ("GET", "/api/vms/{id}/memory", read_memory),

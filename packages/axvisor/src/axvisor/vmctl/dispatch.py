@@ -39,6 +39,7 @@ class VmOps(Protocol):
     def stop(self, vm_id: int, force: bool = ..., graceful: bool = ...) -> VmInfo: ...
     def pause(self, vm_id: int) -> VmInfo: ...
     def resume(self, vm_id: int) -> VmInfo: ...
+    def snapshot(self, vm_id: int, directory: str, stop: bool = ...) -> VmInfo: ...
     def reset(self, vm_id: int) -> VmInfo: ...
     def delete(self, vm_id: int, force: bool = ..., keep_data: bool = ...) -> None: ...
     def metrics(self, vm_id: int) -> VmMetrics: ...
@@ -132,6 +133,11 @@ def _cmd_help(command: Command, session: Session) -> int:
 
 def _cmd_create(command: Command, session: Session) -> int:
     configs: tuple[str, ...] = command.args[0]
+    restore = command.option("restore")
+    if restore is not None:
+        return _create_restored(command, session, restore, configs)
+    if not configs:
+        raise GrammarError("vm create: give one or more CONFIG files, or --restore DIR")
     name = command.option("name")
     if name is not None and len(configs) > 1:
         raise GrammarError("vm create: -n NAME names one VM; give one CONFIG with it")
@@ -156,6 +162,32 @@ def _cmd_create(command: Command, session: Session) -> int:
             session.error(f"{config}: {error}")
             status = FAILED
     return status
+
+
+def _create_restored(command: Command, session: Session, restore: str, configs: tuple[str, ...]) -> int:
+    if configs or any(command.option(name) is not None for name in ("name", "cpu", "memory")):
+        raise GrammarError("vm create --restore DIR: the VM is the snapshot's; give no CONFIG, -n, -c or -m with it")
+    try:
+        info = session.ops.create("", restore=str(_absolute(session, restore)), force=command.flag("force"))
+    except ManagerError as error:
+        session.error(str(error))
+        return FAILED
+    state = render.state_name(info.state)
+    session.say(f"created {_label(info)} from snapshot {restore} ({state}); 'vm start' carries it on")
+    return OK
+
+
+def _absolute(session: Session, text: str) -> Path:
+    path = Path(text).expanduser()
+    return path if path.is_absolute() else session.cwd / path
+
+
+def _cmd_snapshot(command: Command, session: Session) -> int:
+    vm_id = _resolve(session, command.args[0])
+    directory = _absolute(session, command.args[1])
+    info = session.ops.snapshot(vm_id, str(directory), stop=command.flag("stop"))
+    session.say(f"saved {_label(info)} to {directory} ({render.state_name(info.state)})")
+    return OK
 
 
 def _cmd_start(command: Command, session: Session) -> int:
@@ -301,6 +333,7 @@ _HANDLERS: dict[str, Callable[[Command, Session], int]] = {
     "restart": _cmd_restart,
     "suspend": _cmd_suspend,
     "resume": _cmd_resume,
+    "snapshot": _cmd_snapshot,
     "delete": _cmd_delete,
     "list": _cmd_list,
     "show": _cmd_show,

@@ -123,10 +123,11 @@ SPECS: tuple[Spec, ...] = (
     Spec("help", "show the vm commands", (Arg("COMMAND", optional=True),)),
     Spec(
         "create",
-        "create VMs from CONFIG files (one VM each), not started",
-        (Arg("CONFIG", many=True),),
-        (Flag("force", "f", "create even if a VM of that name exists"),),
+        "create VMs from CONFIG files (one VM each), or one from a snapshot (--restore DIR), not started",
+        (Arg("CONFIG", optional=True, many=True),),
+        (Flag("force", "f", "create even if a VM of that name exists; with --restore, accept changed disks"),),
         (
+            Option("restore", None, "DIR", "the VM saved in DIR by 'vm snapshot', to carry on from there"),
             Option("name", "n", "NAME", "the VM's name (one CONFIG only)"),
             Option("cpu", "c", "CPUS", "number of vCPUs", parse_int),
             Option("memory", "m", "MEM", "guest RAM of the first region (e.g. 256M)", parse_size),
@@ -151,6 +152,12 @@ SPECS: tuple[Spec, ...] = (
     Spec("restart", "stop then start VMs again", (_IDS,), (Flag("force", "f", "stop at once"),)),
     Spec("suspend", "pause VMs: every vCPU leaves the guest, the guest clock stops", (_IDS,)),
     Spec("resume", "resume suspended VMs", (_IDS,)),
+    Spec(
+        "snapshot",
+        "save a VM into the new directory DIR (paused meanwhile, then resumed): RAM, vCPUs, devices, config",
+        (_ID, Arg("DIR")),
+        (Flag("stop", None, "stop the VM once saved"),),
+    ),
     Spec(
         "delete",
         "delete a VM (stopping it first with -f)",
