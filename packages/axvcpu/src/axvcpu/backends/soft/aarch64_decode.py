@@ -19,6 +19,9 @@ __all__ = ["MemAccess", "decode_access", "is_wfi", "loaded_value"]
 _U64 = (1 << 64) - 1
 WFI = 0xD503207F
 
+_STRUCT_REGISTERS = {0b0000: 4, 0b0010: 4, 0b0100: 3, 0b0110: 3, 0b0111: 1, 0b1000: 2, 0b1010: 2}
+"""Registers a multiple-structures load/store transfers, by its opcode field (LD4, LD1x4, LD3, ...)."""
+
 GprReader = Callable[[int], int]
 """x register ``n`` (0-30) now; 31 is never asked (the decoder maps it to SP or XZR)."""
 
@@ -137,8 +140,21 @@ def decode_access(insn: int, pc: int, gpr: GprReader, sp: int) -> MemAccess | No
             return MemAccess(addr, 1 << size, not load, insn & 31, sf=size == 3, acqrel=True, isv=True)
         total = (2 if o1 and not o2 else 1) << size
         return MemAccess(addr, total, not load, insn & 31)
-    if insn & 0xBF80_0000 in (0x0C00_0000, 0x0C80_0000, 0x0D00_0000, 0x0D80_0000):  # SIMD structures
-        return MemAccess(_base(rn, gpr, sp), 16 if insn >> 30 & 1 else 8, not insn >> 22 & 1, insn & 31)
+    if insn & 0xBF80_0000 in (0x0C00_0000, 0x0C80_0000):  # SIMD multiple structures (LD1-LD4, ST1-ST4)
+        registers = _STRUCT_REGISTERS.get(insn >> 12 & 15)
+        if registers is None:
+            return None
+        size = registers * (16 if insn >> 30 & 1 else 8)
+        return MemAccess(_base(rn, gpr, sp), size, not insn >> 22 & 1, insn & 31)
+    if insn & 0xBF80_0000 in (0x0D00_0000, 0x0D80_0000):  # SIMD single structure (one lane, or LDnR)
+        opcode = insn >> 13 & 7
+        selem = ((opcode & 1) << 1 | insn >> 21 & 1) + 1
+        scale = opcode >> 1
+        if scale == 3:  # replicate: the element size is the size field
+            scale = insn >> 10 & 3
+        elif scale == 2 and insn >> 10 & 1:  # a doubleword lane
+            scale = 3
+        return MemAccess(_base(rn, gpr, sp), selem << scale, not insn >> 22 & 1, insn & 31)
     if insn & 0xFFF8_F000 == 0xD508_7000:  # SYS #op1, C7, ...: DC operations (address in Xt)
         rt = insn & 31
         addr = _index(rt, gpr)
