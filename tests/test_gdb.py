@@ -250,3 +250,58 @@ def test_gdb_steps_an_x86_kvm_guest_reads_registers_and_memory_and_detaches() ->
         wait_for(lambda: manager.get(vm.id).state is VMState.STOPPED, "the guest to power off")
         assert b"Hello from an x86_64 guest at CPL3" in console
         assert manager.get(vm.id).exit_code == 0
+
+
+LINUX = ROOT / "configs" / "vms" / "linux-riscv64-virt-smp1.toml"
+LINUX_SHELL = b"axvisor# "
+
+
+@pytest.mark.timeout(1200)
+def test_linux_kernel_interrupted_at_its_shell_breakpoint_at_a_virtual_address(tmp_path: Path) -> None:
+    """Debian's riscv64 kernel (paging on): Ctrl-C at the shell stops it in the kernel; memory
+    at the PC is read through the hart's page tables (the bytes the hart fetches); a breakpoint
+    at that virtual address is hit on continue; after the detach the shell still answers.
+    (Debian ships no System.map: the PC Ctrl-C found is the kernel address used.)"""
+    out = subprocess.run(
+        [str(ROOT / "scripts" / "prepare-riscv-linux.sh")], check=True, capture_output=True, text=True, timeout=1800
+    ).stdout
+    images = {line.split()[0]: line.split()[1] for line in out.splitlines() if len(line.split()) == 2}
+    disk = tmp_path / "disk.ext4"
+    subprocess.run(["cp", "--sparse=always", images["disk"], str(disk)], check=True)  # never the shared image
+    text = LINUX.read_text().replace('"~/.cache/axvisor/riscv64/disk-vm.ext4"', f'"{disk}"')
+    config = tmp_path / "linux.toml"
+    config.write_text(text.replace('"~/', f'"{Path.home()}/'))
+    console = bytearray()
+    with VmManager(console_echo=lambda _id, data: console.extend(data)) as manager:
+        vm = manager.create(config)
+        manager.start(vm.id)
+        wait_for(lambda: LINUX_SHELL in console, "the kernel's shell", 900)
+        port = int(manager.gdb_serve(vm.id, "tcp:0").rsplit(":", 1)[1])
+        peer = RawGdb(port)
+        assert peer.ask(b"?") == b"T05thread:1;"
+        for _ in range(20):  # until the interrupt finds the hart in the kernel, not in OpenSBI
+            peer.send(b"c")
+            wait_for(lambda: manager.get(vm.id).state is VMState.RUNNING, "the VM to run again")
+            time.sleep(0.2)  # let the idle kernel run a little before the interrupt
+            peer.sock.sendall(b"\x03")
+            assert peer.reply() == b"T02thread:1;"
+            pc = int.from_bytes(bytes.fromhex(peer.ask(b"p20").decode()), "little")
+            priv = int.from_bytes(bytes.fromhex(peer.ask(b"p%x" % (65 + 4096)).decode()), "little")
+            if priv == 1:
+                break
+        satp = int.from_bytes(bytes.fromhex(peer.ask(b"p%x" % (65 + 0x180)).decode()), "little")
+        assert satp >> 60 in (8, 9, 10)  # paging on (Debian's kernel picks Sv57 where the CPU has it)
+        assert priv == 1, "every interrupt found the hart in M mode"
+        assert pc >> 63 == 1  # a kernel virtual address
+        code = bytes.fromhex(peer.ask(b"m%x,4" % pc).decode())
+        fetched = manager.debug_call(vm.id, 0, lambda vm, n: vm.vcpus[n].arch._regs.read_virtual(pc, 4, 4))
+        assert code == fetched  # what the stub read is what the hart fetches there (UC_PROT_EXEC)
+        assert peer.ask(b"Z0,%x,2" % pc) == b"OK"
+        peer.send(b"c")
+        assert peer.reply() == b"T05thread:1;"
+        assert int.from_bytes(bytes.fromhex(peer.ask(b"p20").decode()), "little") == pc
+        assert peer.ask(b"z0,%x,2" % pc) == b"OK"
+        assert peer.ask(b"D") == b"OK"
+        console.clear()
+        manager.console_input(vm.id, b"echo gdb-was-here-$((6*7))\n")
+        wait_for(lambda: b"gdb-was-here-42" in console, "the shell to answer after the detach", 120)

@@ -107,3 +107,10 @@ def test_unsupported_backend_is_named() -> None:
 
     with pytest.raises(DebugUnsupported, match="ScriptedVCpu"):
         attach_debugger(VCpu(0, ScriptedVCpu([])))
+
+
+def test_translate_through_the_engine(machine: SoftMachine) -> None:
+    vcpu = ready(machine)
+    debug = attach_debugger(vcpu)
+    assert debug.translate(DATA) == DATA  # M mode, satp bare: untranslated
+    assert debug.translate(0x4000_0000_0000) == 0x4000_0000_0000  # an address, RAM or not

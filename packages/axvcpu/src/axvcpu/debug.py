@@ -74,6 +74,10 @@ class GuestDebug(Protocol):
     def stopped(self) -> DebugStop | None:
         """The stop being held, if any."""
 
+    def translate(self, va: int) -> int | None:
+        """``va`` as the vCPU's MMU maps it now, by the backend's own walk; None where it does
+        not map it or the backend cannot say (the caller may walk the page tables itself)."""
+
     def release(self) -> None:
         """Let the vCPU run again after a stop."""
 

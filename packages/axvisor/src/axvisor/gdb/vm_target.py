@@ -180,6 +180,14 @@ class VmDebugTarget:
         return bytes(done)
 
     def _gpa(self, vcpu: VCpu, memory: Any, va: int) -> int | None:
+        """The backend's own MMU first (unicorn's walk knows every mode it runs, Sv57 too);
+        else the VMM's walker (x86 4-level, riscv Sv39/Sv48)."""
+        try:
+            gpa = attach_debugger(vcpu).translate(va)
+        except DebugUnsupported:
+            gpa = None
+        if gpa is not None:
+            return gpa
         if self.arch == "riscv64" and vcpu.get_register("priv") == _PRIV_M:
             return va  # M mode is not translated (MPRV aside)
         try:

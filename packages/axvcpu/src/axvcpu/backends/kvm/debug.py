@@ -102,6 +102,10 @@ class KvmDebug:
     def stopped(self) -> DebugStop | None:
         return self._stopped
 
+    def translate(self, va: int) -> int | None:
+        """None: the VMM walks x86 page tables itself (``KVM_TRANSLATE`` is not relied on)."""
+        return None
+
     def release(self) -> None:
         self._stopped = None
         self._released.set()

@@ -19,14 +19,24 @@ listener, and ``before_slice`` keeps the hart out of the engine until ``release`
 
 from __future__ import annotations
 
+import ctypes
 import threading
 from typing import Any
 
-from unicorn import UC_HOOK_CODE, UC_HOOK_MEM_READ, UC_HOOK_MEM_WRITE
+from unicorn import UC_HOOK_CODE, UC_HOOK_MEM_READ, UC_HOOK_MEM_WRITE, UC_PROT_EXEC, UC_PROT_READ
 from unicorn import riscv_const as rc
 
 from ...debug import DebugListener, DebugStop, StopReason, WatchKind
 from ...exits import AxVCpuExitReason, Nothing
+
+try:
+    from unicorn.unicorn_py3.unicorn import uclib as _uclib
+except ImportError:  # another layout of the binding: no translation of our own
+    _uclib = None  # type: ignore[assignment]  # the try branch typed it as a CDLL
+_vmem_translate = getattr(_uclib, "uc_vmem_translate", None)  # unicorn >= 2.1; not in the Python binding
+if _vmem_translate is not None:
+    _vmem_translate.argtypes = (ctypes.c_void_p, ctypes.c_uint64, ctypes.c_int, ctypes.POINTER(ctypes.c_uint64))
+    _vmem_translate.restype = ctypes.c_int
 
 HELD_WAIT_SECONDS = 0.002
 """How long one ``run`` of a stopped hart waits before returning Nothing: the VM loop comes
@@ -123,6 +133,20 @@ class HartDebug:
     @property
     def stopped(self) -> DebugStop | None:
         return self._stopped
+
+    def translate(self, va: int) -> int | None:
+        """``va`` through the engine's own MMU as the hart sees it now (whatever paging mode the
+        engine runs, Sv57 included), readable or executable; None where it would fault, or
+        where this unicorn has no ``uc_vmem_translate``."""
+        if _vmem_translate is None:
+            return None
+        out = ctypes.c_uint64()
+        with self._lock:
+            handle = getattr(self._uc, "_uch", None)
+            for prot in (UC_PROT_READ, UC_PROT_EXEC):
+                if _vmem_translate(handle, va & ((1 << 64) - 1), prot, ctypes.byref(out)) == 0:
+                    return out.value
+        return None
 
     def release(self) -> None:
         self._stopped = None
