@@ -6,6 +6,10 @@ interrupt lines. It imports neither axvm nor axdevice: they only need its shape.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
+from . import state
 from .kick import install_kick_signal
 from .system import Kvm
 from .vcpu import KvmVCpu
@@ -58,6 +62,20 @@ class KvmX86Backend:
         if self._paused_clock is not None:
             self._vm.set_clock(self._paused_clock)
             self._paused_clock = None
+
+    def save_machine_state(self) -> dict[str, Any]:
+        """The in-kernel PIC/IOAPIC/PIT and the kvmclock (the paused value while paused), for a
+        snapshot (``state.save_vm``)."""
+        vm = self._vm
+        clock = self._paused_clock if self._paused_clock is not None else vm.get_clock()
+        return state.save_vm(vm.ffi, vm.lib, vm._ioctl_ptr, vm.irqchip, clock)
+
+    def restore_machine_state(self, saved: Mapping[str, Any]) -> None:
+        """Put ``save_machine_state``'s result back, the kvmclock last; KvmStateError naming a
+        bad part."""
+        vm = self._vm
+        clock = state.load_vm(vm.ffi, vm.lib, vm._ioctl_ptr, vm.irqchip, saved)
+        vm.set_clock(clock)
 
     def close(self) -> None:
         """Close the vCPUs, the VM and /dev/kvm (guest RAM belongs to the caller)."""

@@ -28,6 +28,7 @@ from axaddrspace import PAGE_SIZE, GuestMemoryError, GuestPhysAddr, Stage2Mapper
 from ...arch import ArchVCpu
 from ...exits import AxVCpuExitReason, Nothing
 from ...x86 import Segment
+from . import state
 from .cpuid import CpuidEntry, for_vcpu
 from .decode import ExitDecoder
 from .errors import KvmError, check
@@ -358,6 +359,18 @@ class KvmVCpu(ArchVCpu):
             return self.vm.read_guest(gpa, size).hex(" ")
         except (KvmError, GuestMemoryError) as error:
             return f"unreadable ({error})"
+
+    # -- snapshots (kvm/state.py) ----------------------------------------------------------------
+
+    def save_state(self) -> dict[str, Any]:
+        """This vCPU's full state as plain data (``state.save_vcpu``); call it between runs."""
+        self._regs.before_run()  # register writes not yet made go in first; the cache is dropped
+        return state.save_vcpu(self._ffi, self._lib, self._ioctl, state.readable_msr(self.get_msrs))
+
+    def load_state(self, saved: Mapping[str, Any]) -> None:
+        """Put a saved state back (``state.load_vcpu``: KvmStateError naming a bad part)."""
+        self._regs.before_run()
+        state.load_vcpu(self._ffi, self._lib, self._ioctl, self.set_msrs, saved)
 
     def __repr__(self) -> str:
         return f"KvmVCpu(id={self.vcpu_id}, fd={self.fd})"
