@@ -36,7 +36,11 @@ def test_every_device_has_the_same_files() -> None:
         assert {"__init__.py", "device.py", "request.py", "state.py"} <= names, device
 
 
+LAZY_RE_EXPORT = ("if TYPE_CHECKING:", "def __getattr__(name: str) -> object:")
+"""An __init__ may re-export on first use (PEP 562): names for the type checker, then the lookup."""
+
+
 def test_init_files_only_re_export() -> None:
     for path in ROOT.rglob("__init__.py"):
         for line in path.read_text(encoding="utf-8").splitlines():
-            assert not line.startswith(("def ", "class ", "if ", "for ")), path
+            assert line in LAZY_RE_EXPORT or not line.startswith(("def ", "class ", "if ", "for ")), path

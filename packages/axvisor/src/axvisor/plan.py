@@ -23,7 +23,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
-from axdevice import RxResult
 from axvm import AxVM, AxVMCrateConfig, ConfigError, ScriptedBackend
 from axvm.host import HostNetLink, LocalHost
 
@@ -32,6 +31,7 @@ from .errors import UserError
 from .loaders import ImagePlan, missing_images, plan_guest
 
 if TYPE_CHECKING:
+    from axdevice import RxResult
     from axvm.host import HostDisk
 
 T = TypeVar("T")

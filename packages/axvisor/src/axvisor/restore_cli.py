@@ -14,14 +14,12 @@ import argparse
 from pathlib import Path
 
 from axvm import AxVM, AxVMCrateConfig, ConfigError, VmBackend, VmBuildError, load_config
-from axvm.snapshot import SnapshotError
 
 from .backends import select_backend
 from .console import ConsoleMux, Terminal
 from .errors import UserError
 from .session import report, run_session
 from .shutdown import StopRequest
-from .snapshots import clone_configs, open_snapshot
 from .vmm import VmmHost, build_vm
 
 
@@ -33,6 +31,12 @@ def add_restore_arguments(run: argparse.ArgumentParser) -> None:
 
 def cmd_restore(args: argparse.Namespace) -> int:
     """Restore (or clone) and run until the last VM ends; exit status as ``axvisor run``."""
+    # Snapshots only here: cli.py imports this module for every run (its flags), and the snapshot
+    # modules bring importlib.metadata, hashlib and the device serializer with them.
+    from axvm.snapshot import SnapshotError
+
+    from .snapshots import clone_configs, open_snapshot
+
     given = None
     if len(args.configs) > 1:
         raise UserError("axvisor run --restore: give at most one CONFIG (the snapshot's own, to check it)")

@@ -13,34 +13,30 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from axaddrspace import GuestMemory
 from axdevice import (
-    I8042,
     BaseDeviceOps,
-    DebugExit,
-    DiskImageError,
     EmuDeviceType,
     IrqLine,
-    Pl011,
-    RxResult,
     ScratchRegisters,
     SifiveTest,
     Uart16550,
     Uart16550Mmio,
     Uart16550Port,
-    VirtioBlk,
-    VirtioConsole,
-    VirtioDevice,
-    VirtioMmioTransport,
-    VirtioNet,
-    VirtioRng,
     VmControl,
 )
 
 from .config import Arch, AxVMCrateConfig, EmulatedDeviceConfig
 from .device_manager import BusKind
 from .host import HostResources, LocalHost
+
+if TYPE_CHECKING:
+    from axdevice import Pl011, RxResult, VirtioConsole, VirtioDevice
+
+# The x86-only and virtio devices are imported by their builders: a VM loads the modules of the
+# devices it has (axdevice imports each name on first use), which is start-up time saved.
 
 OutputSink = Callable[[bytes], object]
 
@@ -85,10 +81,14 @@ def _console(config: EmulatedDeviceConfig, ctx: DeviceContext) -> BuiltDevice:
 
 
 def _debug_exit(config: EmulatedDeviceConfig, ctx: DeviceContext) -> BuiltDevice:
+    from axdevice import DebugExit
+
     return BuiltDevice(DebugExit(ctx.control, config.base_gpa), BusKind.PORT)
 
 
 def _i8042(config: EmulatedDeviceConfig, ctx: DeviceContext) -> BuiltDevice:
+    from axdevice import I8042
+
     return BuiltDevice(I8042(ctx.control), BusKind.PORT)
 
 
@@ -102,6 +102,8 @@ def _scratch(config: EmulatedDeviceConfig, ctx: DeviceContext) -> BuiltDevice:
 
 def _virtio(config: EmulatedDeviceConfig, ctx: DeviceContext, device: VirtioDevice,
             virtio_console: VirtioConsole | None = None) -> BuiltDevice:
+    from axdevice import VirtioMmioTransport
+
     if ctx.memory is None:
         raise DeviceConfigError("virtio devices need the VM's guest memory")
     transport = VirtioMmioTransport(config.base_gpa, device, ctx.memory, ctx.irq_line(config.irq_id), config.length)
@@ -110,6 +112,8 @@ def _virtio(config: EmulatedDeviceConfig, ctx: DeviceContext, device: VirtioDevi
 
 def _virtio_blk(config: EmulatedDeviceConfig, ctx: DeviceContext) -> BuiltDevice:
     """The disk is ``[kernel] disk_path`` (AxVisor's key); ``cfg_list = [1]`` attaches it read-only."""
+    from axdevice import DiskImageError, VirtioBlk
+
     path = ctx.config.kernel.disk_path if ctx.config is not None else None
     if path is None:
         raise DeviceConfigError("a virtio-blk device needs kernel.disk_path (the disk image file)")
@@ -126,16 +130,22 @@ def _virtio_blk(config: EmulatedDeviceConfig, ctx: DeviceContext) -> BuiltDevice
 
 
 def _virtio_console(config: EmulatedDeviceConfig, ctx: DeviceContext) -> BuiltDevice:
+    from axdevice import VirtioConsole
+
     console = VirtioConsole(ctx.console_output)
     return _virtio(config, ctx, console, virtio_console=console)
 
 
 def _virtio_rng(config: EmulatedDeviceConfig, ctx: DeviceContext) -> BuiltDevice:
+    from axdevice import VirtioRng
+
     return _virtio(config, ctx, VirtioRng(ctx.host.entropy))
 
 
 def _virtio_net(config: EmulatedDeviceConfig, ctx: DeviceContext) -> BuiltDevice:
     """The host side comes from ``[devices] netdevs.<name>``; the MAC from the VM id and base."""
+    from axdevice import VirtioNet
+
     specs = dict(ctx.config.devices.netdevs) if ctx.config is not None else {}
     spec = specs.get(config.name)
     if spec is None:

@@ -10,9 +10,12 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from axdevice import BlockBackend, RawFileBackend, RxResult
+from axdevice.virtio.blk.backend import BlockBackend  # the protocol alone: the disk device loads with a disk
+
+if TYPE_CHECKING:
+    from axdevice import RxResult
 
 
 class HostNetLink(Protocol):
@@ -49,6 +52,8 @@ class LocalHost:
     """Disks are files, entropy is os.urandom, and there is no network unless a VMM adds one."""
 
     def open_disk(self, path: Path, read_only: bool) -> HostDisk:
+        from axdevice import RawFileBackend
+
         return RawFileBackend(path, read_only=read_only)
 
     def open_netdev(self, spec: str) -> HostNetLink:
