@@ -166,6 +166,27 @@ def test_clones_of_one_snapshot_run_side_by_side(uboot_images: None, tmp_path: P
     assert child.exitstatus == 0
 
 
+def test_x86_echo_guest_on_kvm_restored_answers_typed_input(kvm: None, guests: Path, tmp_path: Path) -> None:
+    snap = tmp_path / "snap"
+    with VmManager() as first:
+        vm_id = first.create(CONFIGS / "echo-x86_64-kvm-smp1.toml").id
+        console = Console(first, vm_id)
+        first.start(vm_id)
+        console.expect("echo ready")
+        first.console_input(vm_id, b"abc")
+        console.expect("ABC")
+        first.snapshot(vm_id, snap, stop=True)
+    assert (snap / "backend.json").exists()  # the in-kernel PIC, IOAPIC, PIT and kvmclock
+    with VmManager() as second:
+        restored = second.create("", restore=snap)
+        console = Console(second, restored.id)
+        second.start(restored.id)
+        second.console_input(restored.id, b"xyz")
+        console.expect("XYZ")
+        second.console_input(restored.id, b".\r")
+        console.expect("bye")
+
+
 @pytest.fixture(scope="module")
 def linux_images() -> dict[str, Path]:
     out = subprocess.run([str(ROOT / "scripts" / "prepare-riscv-linux.sh")], check=True, capture_output=True,

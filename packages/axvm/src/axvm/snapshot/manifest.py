@@ -7,6 +7,7 @@ Layout of a snapshot directory (format version 1)::
     ram-<n>.bin     RAM region n, sparse (zero pages are holes)
     vcpu-<n>.json   vCPU n's full state (the backend's own layout, with its version)
     devices.json    every stateful device's state, keyed by bus and base address
+    backend.json    the backend's VM-wide state, where it has one (KVM: PIC, IOAPIC, PIT, kvmclock)
 
 A snapshot is refused, with one line naming the difference, when it is of a newer format, was
 made by another backend or for another architecture, does not match the config it is restored
@@ -31,6 +32,7 @@ FORMAT = "axvisor-snapshot"
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 DEVICES = "devices.json"
+BACKEND = "backend.json"
 DISK_HEAD_BYTES = 1 << 20
 """How much of each disk is hashed: its partition table, superblock and first metadata."""
 

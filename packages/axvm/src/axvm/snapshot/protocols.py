@@ -28,6 +28,15 @@ class SnapshotClock(Protocol):
 
 
 @runtime_checkable
+class SnapshotMachine(Protocol):
+    """A backend with VM-wide state of its own (KVM's in-kernel PIC/IOAPIC/PIT and kvmclock)."""
+
+    def save_machine_state(self) -> dict[str, Any]: ...
+
+    def restore_machine_state(self, saved: Mapping[str, Any]) -> None: ...
+
+
+@runtime_checkable
 class RestorableDevice(Protocol):
     """A device with a saved state (a dataclass) that it can take back in place."""
 

@@ -29,6 +29,7 @@ from ..vm import AxVM
 from .devices import restore_devices
 from .errors import SnapshotError
 from .manifest import (
+    BACKEND,
     DEVICES,
     MANIFEST,
     DiskRecord,
@@ -39,7 +40,7 @@ from .manifest import (
     read_json,
     vcpu_file,
 )
-from .protocols import RuntimeWiring, SnapshotClock, SnapshotVCpu
+from .protocols import RuntimeWiring, SnapshotClock, SnapshotMachine, SnapshotVCpu
 from .ram import map_from_file
 
 
@@ -167,6 +168,11 @@ class RestoredVM(AxVM):
         clock = snapshot.manifest.get("clock")
         if isinstance(clock, int) and isinstance(self.backend, SnapshotClock):
             self.backend.restore_clock(clock)
+        if isinstance(self.backend, SnapshotMachine):
+            try:
+                self.backend.restore_machine_state(read_json(snapshot.directory, BACKEND))
+            except ValueError as error:
+                raise SnapshotError(f"{snapshot.directory / BACKEND}: {error}") from None
         for vcpu, state in zip(self.vcpus, states, strict=True):
             if not isinstance(vcpu.arch, SnapshotVCpu):
                 raise SnapshotError(f"the {self.backend.name} backend's vCPUs cannot take a saved state")

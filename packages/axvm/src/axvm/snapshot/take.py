@@ -17,6 +17,7 @@ from ..vm import AxVM
 from .devices import capture_devices
 from .errors import SnapshotError
 from .manifest import (
+    BACKEND,
     DEVICES,
     FORMAT,
     FORMAT_VERSION,
@@ -28,7 +29,7 @@ from .manifest import (
     vcpu_file,
     write_json,
 )
-from .protocols import SnapshotClock, SnapshotVCpu
+from .protocols import SnapshotClock, SnapshotMachine, SnapshotVCpu
 from .ram import write_sparse
 
 
@@ -69,6 +70,7 @@ def write_snapshot(
     with vm.device_lock:
         devices = capture_devices(vm.buses)
         clock = backend.save_clock() if isinstance(backend, SnapshotClock) else None
+        machine = backend.save_machine_state() if isinstance(backend, SnapshotMachine) else None
     flags = {region.gpa: region.flags for region in vm.config.kernel.memory_regions}
     ram = []
     try:
@@ -80,6 +82,8 @@ def write_snapshot(
         for index, state in enumerate(states):
             write_json(directory, vcpu_file(index), state)
         write_json(directory, DEVICES, devices)
+        if machine is not None:
+            write_json(directory, BACKEND, machine)
         document = config_document(vm.config)
         manifest = {
             "format": FORMAT,
