@@ -20,17 +20,13 @@ import socket
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from axvcpu.debug import DebugStop
 
 from ..vmtypes import ManagerError, VMState
 from .protocol import frame
 from .session import SIGINT, SIGTRAP, BreakKind, GdbSession, StopEvent
-from .vm_target import VmDebugTarget
-
-if TYPE_CHECKING:
-    from ..manager import VmManager
+from .vm_target import DebugManager, VmDebugTarget
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +68,7 @@ def parse_address(spec: str) -> GdbAddress:
 class GdbServer:
     """Serves gdb for VM ``vm_id`` of ``manager`` on ``address`` (see the module docstring)."""
 
-    def __init__(self, manager: VmManager, vm_id: int, address: GdbAddress) -> None:
+    def __init__(self, manager: DebugManager, vm_id: int, address: GdbAddress) -> None:
         self.manager = manager
         self.vm_id = vm_id
         family = socket.AF_UNIX if address.family == "unix" else socket.AF_INET

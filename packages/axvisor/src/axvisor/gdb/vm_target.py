@@ -18,23 +18,36 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from axvcpu import VCpu
 from axvcpu.backends.debug import DebugUnsupported, attach_debugger, detach_debugger
 from axvcpu.debug import DebugStop, WatchKind
 
 from .. import guest_inspect
-from ..vmtypes import ManagerError, VMState
+from ..vmtypes import ManagerError, VmInfo, VMState
 from .session import BreakKind
 from .target_xml import DESCRIPTIONS, Register, TargetDescription
 
 if TYPE_CHECKING:
     from axvm import AxVM
 
-    from ..manager import VmManager
-
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+class DebugManager(Protocol):
+    """What the stub needs of ``axvisor.manager.VmManager`` (named here, not imported: the
+    manager starts the stub)."""
+
+    def get(self, vm_id: int) -> VmInfo: ...
+    def start(self, vm_id: int, paused: bool = ...) -> VmInfo: ...
+    def pause(self, vm_id: int, timeout: float = ...) -> VmInfo: ...
+    def resume(self, vm_id: int) -> VmInfo: ...
+    def stop(self, vm_id: int, force: bool = ..., graceful: bool = ..., timeout: float = ...) -> VmInfo: ...
+    def debug_call(self, vm_id: int, vcpu: int, function: Callable[[AxVM, int], T]) -> T: ...
+
 
 PAGE = 4096
 _PRIV_M = 3
@@ -44,7 +57,7 @@ _FCSR_FIELDS = {"fflags": (0, 0x1F), "frm": (5, 0x7)}
 class VmDebugTarget:
     """One VM seen by gdb; ``on_stop(vcpu, stop)`` hears every debug stop of its vCPUs."""
 
-    def __init__(self, manager: VmManager, vm_id: int, on_stop: Callable[[int, DebugStop], None]) -> None:
+    def __init__(self, manager: DebugManager, vm_id: int, on_stop: Callable[[int, DebugStop], None]) -> None:
         self.manager = manager
         self.vm_id = vm_id
         info = manager.get(vm_id)
