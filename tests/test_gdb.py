@@ -305,3 +305,22 @@ def test_linux_kernel_interrupted_at_its_shell_breakpoint_at_a_virtual_address(t
         console.clear()
         manager.console_input(vm.id, b"echo gdb-was-here-$((6*7))\n")
         wait_for(lambda: b"gdb-was-here-42" in console, "the shell to answer after the detach", 120)
+
+
+def test_one_thread_per_vcpu_on_a_four_hart_uboot(manager: VmManager, console: bytearray) -> None:
+    vm = manager.create(ROOT / "configs" / "vms" / "uboot-riscv64-virt-smp4.toml")
+    port = manager.gdb_serve(vm.id, "tcp:0").rsplit(":", 1)[1]
+    out = gdb_batch(port, [
+        "info threads",
+        f"break *{UBOOT_ENTRY:#x}",
+        "continue",
+        "p $_thread",
+        "thread 3",
+        "p/x $mhartid",
+        "detach",
+    ])  # fmt: skip
+    for n in (1, 2, 3, 4):
+        assert re.search(rf"^\*?\s+{n}\s+Thread {n}\b", out, re.MULTILINE), out
+    assert f"Breakpoint 1, 0x{UBOOT_ENTRY:016x}" in out
+    assert value(out, "2") == 2  # thread 3 is hart 2
+    wait_for(lambda: b"Hit any key to stop autoboot" in console, "U-Boot's autoboot countdown")
