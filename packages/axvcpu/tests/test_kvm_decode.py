@@ -147,3 +147,40 @@ def test_other_exits_are_unsupported_with_their_name(page: Page) -> None:
     assert page.decoder.decode() == Unsupported(4321, "KVM exit reason 4321")
     run.exit_reason = lib.KVM_EXIT_INTR
     assert page.decoder.decode() == Nothing()
+
+
+def test_the_c_decoder_packs_the_hot_exits(page: Page) -> None:
+    """axv_decode: a single OUT/IN and an MMIO access come back packed, with no Python field reads."""
+    lib = page.lib
+    page.raw[DATA : DATA + 4] = b"\x78\x56\x34\xf2"
+    io_exit(page, out=True, port=0xCFC, size=4, count=1)
+    packed = lib.axv_decode(page.run, len(page.raw), page.decoder.mmio_out)
+    assert packed & 7 == lib.AXV_EXIT_PIO_OUT and packed >> 24 == 0xF234_5678  # all 32 bits, positive
+    io_exit(page, out=True, port=0x60, size=2, count=3)  # string I/O: left to Python
+    assert lib.axv_decode(page.run, len(page.raw), page.decoder.mmio_out) == lib.AXV_EXIT_OTHER
+    page.run.exit_reason = lib.KVM_EXIT_HLT
+    assert lib.axv_decode(page.run, len(page.raw), page.decoder.mmio_out) == lib.AXV_EXIT_OTHER
+
+
+def test_an_in_at_another_offset_answers_there_even_when_its_exit_is_reused(page: Page) -> None:
+    io_exit(page, out=False, port=0x71, size=2, count=1)
+    first = page.decoder.decode()
+    page.decoder.complete_read(0x1111)
+    io_exit(page, out=False, port=0x71, size=2, count=1, offset=DATA + 64)
+    second = page.decoder.decode()
+    assert second is first  # the same frozen exit, not a new object
+    page.decoder.complete_read(0x2222)
+    assert page.raw[DATA : DATA + 2] == b"\x11\x11" and page.raw[DATA + 64 : DATA + 66] == b"\x22\x22"
+
+
+def test_reused_exits_keep_their_own_values_and_the_cache_is_bounded(page: Page) -> None:
+    for value in range(6000):  # more distinct writes than the cache keeps
+        page.raw[DATA : DATA + 2] = value.to_bytes(2, "little")
+        io_exit(page, out=True, port=0x80, size=2, count=1)
+        assert page.decoder.decode() == IoWrite(0x80, AccessWidth.WORD, value)
+    run = page.run
+    run.exit_reason, run.mmio.phys_addr, run.mmio.len, run.mmio.is_write = page.lib.KVM_EXIT_MMIO, 0x1000, 4, 1
+    for value in (5, 6, 5):
+        run.mmio.data = list(value.to_bytes(8, "little"))
+        assert page.decoder.decode() == MmioWrite(GuestPhysAddr(0x1000), AccessWidth.DWORD, value)
+    assert len(page.decoder._cache) <= 4096

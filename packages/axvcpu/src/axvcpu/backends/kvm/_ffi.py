@@ -284,6 +284,13 @@ int axv_ioctl_ptr(int fd, unsigned long request, void *arg);
 int axv_ioctl_int(int fd, unsigned long request, unsigned long arg);
 int axv_install_noop_handler(int signum);
 int axv_tgkill(int tid, int signum);
+long long axv_decode(struct kvm_run *run, unsigned long map_size, uint64_t *mmio);
+long long axv_run(int fd, struct kvm_run *run, unsigned long map_size, uint64_t *mmio);
+#define AXV_EXIT_OTHER ...
+#define AXV_EXIT_PIO_OUT ...
+#define AXV_EXIT_PIO_IN ...
+#define AXV_EXIT_MMIO_WRITE ...
+#define AXV_EXIT_MMIO_READ ...
 """
 
 SOURCE = r"""
@@ -340,6 +347,60 @@ int axv_install_noop_handler(int signum)
 int axv_tgkill(int tid, int signum)
 {
     return syscall(SYS_tgkill, getpid(), tid, signum) < 0 ? -errno : 0;
+}
+
+/* The hot exits packed into one integer, so Python reads no kvm_run field through cffi (each
+   such read builds a Python object): bits 0-2 the kind, 3-6 the access size, 8-23 the port,
+   24-55 the data of an OUT or the data offset of an IN. MMIO puts its address (and the data of
+   a write) in mmio[0] (mmio[1]). Reads get their data bytes set to all-ones, the value of a
+   read nobody answers. Anything else (string I/O, odd sizes, every other exit) is
+   AXV_EXIT_OTHER and is decoded in Python from the page. Hosts are little-endian x86. */
+#define AXV_EXIT_OTHER 0
+#define AXV_EXIT_PIO_OUT 1
+#define AXV_EXIT_PIO_IN 2
+#define AXV_EXIT_MMIO_WRITE 3
+#define AXV_EXIT_MMIO_READ 4
+
+long long axv_decode(struct kvm_run *run, unsigned long map_size, uint64_t *mmio)
+{
+    if (run->exit_reason == KVM_EXIT_IO) {
+        unsigned long size = run->io.size, offset = run->io.data_offset;
+        if (run->io.count != 1 || (size != 1 && size != 2 && size != 4) || offset > map_size
+            || map_size - offset < size)
+            return AXV_EXIT_OTHER;
+        unsigned char *data = (unsigned char *)run + offset;
+        long long head = (long long)run->io.port << 8 | (long long)size << 3;
+        if (run->io.direction == KVM_EXIT_IO_OUT) {
+            uint32_t value = 0;
+            memcpy(&value, data, size);
+            return (long long)value << 24 | head | AXV_EXIT_PIO_OUT;
+        }
+        memset(data, 0xff, size);
+        return (long long)offset << 24 | head | AXV_EXIT_PIO_IN;
+    }
+    if (run->exit_reason == KVM_EXIT_MMIO) {
+        unsigned long len = run->mmio.len;
+        if (len != 1 && len != 2 && len != 4 && len != 8)
+            return AXV_EXIT_OTHER;
+        mmio[0] = run->mmio.phys_addr;
+        if (run->mmio.is_write) {
+            uint64_t value = 0;
+            memcpy(&value, run->mmio.data, len);
+            mmio[1] = value;
+            return (long long)len << 3 | AXV_EXIT_MMIO_WRITE;
+        }
+        memset(run->mmio.data, 0xff, len);
+        return (long long)len << 3 | AXV_EXIT_MMIO_READ;
+    }
+    return AXV_EXIT_OTHER;
+}
+
+/* KVM_RUN (the GIL is released for the whole call) and axv_decode of its exit; -errno on failure. */
+long long axv_run(int fd, struct kvm_run *run, unsigned long map_size, uint64_t *mmio)
+{
+    if (ioctl(fd, KVM_RUN, 0) < 0)
+        return -errno;
+    return axv_decode(run, map_size, mmio);
 }
 """
 

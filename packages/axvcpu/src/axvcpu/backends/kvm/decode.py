@@ -6,6 +6,13 @@ in the same mapping at ``io.data_offset``: ``count`` elements of ``size`` bytes 
 for string I/O such as ``rep outsb``). MMIO leaves up to 8 bytes in ``mmio.data``. For reads,
 KVM takes the answer from those same bytes when KVM_RUN is entered again.
 
+The common exits (a single IN/OUT, an MMIO access of 1/2/4/8 bytes) are decoded in C, by the
+same call that runs KVM_RUN (``axv_run`` in _ffi.py): it hands back one integer (kind, size,
+port, data) and the MMIO address and data in a two-word buffer, so the hot path reads no
+kvm_run field through cffi. Exits are frozen, so the same exit (same port, width and data) is
+reused from a bounded cache instead of being built again. Everything else is decoded here, in
+Python, from the page.
+
 String I/O is reported one element at a time without re-entering KVM: the decoder keeps a
 cursor and the vCPU asks ``next_io()`` until the elements run out. Each IN element is answered
 into its own slot. Before any read is answered its bytes are set to all-ones, the defined value
@@ -42,6 +49,8 @@ _PIO_WIDTHS = {1: AccessWidth.BYTE, 2: AccessWidth.WORD, 4: AccessWidth.DWORD}
 _MMIO_WIDTHS = {**_PIO_WIDTHS, 8: AccessWidth.QWORD}
 _HALT = Halt()
 _NOTHING = Nothing()
+_CACHE_LIMIT = 4096
+"""Most distinct exits kept for reuse: the guest chooses ports and data, so the cache is bounded."""
 
 VMX_ENTRY_FAILURES = {33: "invalid guest state", 34: "MSR loading", 41: "machine-check event"}
 """Basic exit reasons Intel reports for a failed VM entry (SDM vol. 3, appendix C)."""
@@ -77,6 +86,12 @@ class ExitDecoder:
         self._io_offset = 0
         self.io_left = 0
         self._mmio_data = ffi.offsetof("struct kvm_run", "mmio") + ffi.offsetof("axv_exit_mmio", "data")
+        # Two words axv_decode fills for MMIO (address, written data), read as a memoryview.
+        self.mmio_out: Any = ffi.new("uint64_t[2]")
+        self._mmio_words = memoryview(ffi.buffer(self.mmio_out)).cast("Q")
+        self._cache: dict[Any, AxVCpuExitReason] = {}
+        self._pio_out, self._pio_in = lib.AXV_EXIT_PIO_OUT, lib.AXV_EXIT_PIO_IN
+        self._mmio_write, self._mmio_read = lib.AXV_EXIT_MMIO_WRITE, lib.AXV_EXIT_MMIO_READ
         self._exit_io = lib.KVM_EXIT_IO
         self._io_out_code = lib.KVM_EXIT_IO_OUT
         self._decoders: dict[int, Callable[[], AxVCpuExitReason]] = {
@@ -110,11 +125,53 @@ class ExitDecoder:
     # -- decoding --------------------------------------------------------------------------------
 
     def decode(self) -> AxVCpuExitReason:
-        """The exit KVM_RUN just reported."""
+        """The exit KVM_RUN just reported (what ``axv_run`` does after KVM_RUN, then ``decode_packed``)."""
+        return self.decode_packed(self._lib.axv_decode(self._run, self._size, self.mmio_out))
+
+    def decode_packed(self, packed: int) -> AxVCpuExitReason:
+        """The exit ``axv_decode`` packed into ``packed`` (see _ffi.py), from the page where it says OTHER."""
         self._pending = None  # an unanswered earlier read went to the guest as all-ones
+        kind = packed & 7
+        if kind == self._pio_out:
+            exit_reason = self._cache.get(packed)
+            if exit_reason is None:
+                exit_reason = self._keep(packed, IoWrite((packed >> 8) & 0xFFFF, _MMIO_WIDTHS[(packed >> 3) & 15],
+                                                         packed >> 24))
+            return exit_reason
+        if kind == self._pio_in:
+            size = (packed >> 3) & 15
+            self._pending = (packed >> 24, size)
+            key = packed & 0xFFFFFF  # not the data offset
+            exit_reason = self._cache.get(key)
+            if exit_reason is None:
+                exit_reason = self._keep(key, IoRead((packed >> 8) & 0xFFFF, _MMIO_WIDTHS[size]))
+            return exit_reason
+        if kind == self._mmio_write:
+            words = self._mmio_words
+            write_key = (words[0], words[1], packed)
+            exit_reason = self._cache.get(write_key)
+            if exit_reason is None:
+                exit_reason = self._keep(write_key, MmioWrite(GuestPhysAddr(words[0]), _MMIO_WIDTHS[packed >> 3], words[1]))
+            return exit_reason
+        if kind == self._mmio_read:
+            size = packed >> 3
+            self._pending = (self._mmio_data, size)
+            read_key = (self._mmio_words[0], packed)
+            exit_reason = self._cache.get(read_key)
+            if exit_reason is None:
+                exit_reason = self._keep(read_key, MmioRead(GuestPhysAddr(self._mmio_words[0]), _MMIO_WIDTHS[size]))
+            return exit_reason
+        return self._decode_other()
+
+    def _keep(self, key: Any, exit_reason: AxVCpuExitReason) -> AxVCpuExitReason:
+        if len(self._cache) < _CACHE_LIMIT:
+            self._cache[key] = exit_reason
+        return exit_reason
+
+    def _decode_other(self) -> AxVCpuExitReason:
         run = self._run
         code = run.exit_reason
-        if code == self._exit_io:  # the hot path: no table lookup, no extra call
+        if code == self._exit_io:  # string I/O or sizes C left alone
             return self._io(run.io)
         decoder = self._decoders.get(code)
         if decoder is None:

@@ -77,8 +77,7 @@ class KvmVCpu(ArchVCpu):
         self.vcpu_id = vcpu_id
         self._ffi: Any = vm.ffi
         self._lib: Any = vm.lib
-        self._ioctl_run = self._lib.axv_ioctl_int
-        self._kvm_run_request = self._lib.KVM_RUN
+        self._run_decode = self._lib.axv_run  # KVM_RUN and the decoding of the common exits, in C
         self._tid = 0  # kernel thread id of the thread that last entered KVM_RUN, for kick()
         self._in_run = False  # between the interrupt check and the end of KVM_RUN
         self._irqs: deque[int] = deque()  # vectors for KVM_INTERRUPT (no in-kernel irqchip only)
@@ -93,6 +92,7 @@ class KvmVCpu(ArchVCpu):
             self._run = self._ffi.from_buffer("struct kvm_run *", self._raw)
             self._regs = RegisterCache(self._ffi, self._lib, self._ioctl)
             self._decoder = ExitDecoder(self._ffi, self._lib, self._run, self._raw, self._where)
+            self._run_args: Any = (self.fd, self._run, len(self._raw), self._decoder.mmio_out)
             self._kick_signal = kick_signal()
             self.set_cpuid(for_vcpu(vm.kvm.supported_cpuid(), vcpu_id))
         except BaseException:
@@ -126,15 +126,15 @@ class KvmVCpu(ArchVCpu):
         try:
             if self._irqs:
                 self._offer_interrupt()
-            result = self._ioctl_run(self.fd, self._kvm_run_request, 0)
+            packed = self._run_decode(*self._run_args)
         finally:
             self._in_run = False
-        if result < 0:
-            if result == -errno.EINTR:
+        if packed < 0:
+            if packed == -errno.EINTR:
                 self._run.immediate_exit = 0  # the kick is consumed
                 return _NOTHING
-            raise KvmError("KVM_RUN", -result, f"vCPU {self.vcpu_id}")
-        return decoder.decode()
+            raise KvmError("KVM_RUN", -packed, f"vCPU {self.vcpu_id}")
+        return decoder.decode_packed(packed)
 
     def complete_read(self, value: int) -> None:
         self._decoder.complete_read(value)
@@ -196,6 +196,7 @@ class KvmVCpu(ArchVCpu):
 
     def close(self) -> None:
         """Unmap kvm_run and close the vCPU fd (idempotent; not while another thread runs it)."""
+        self._run_args = None  # run() after close never reaches a reused fd or the unmapped page
         if self._run is not None:
             self._ffi.release(self._run)
             self._run = None
