@@ -210,6 +210,7 @@ class Aarch64SoftVCpu(ArchVCpu):
         self._pending_read: _PendingRead | None = None
         self._mmio_windows: list[tuple[int, int]] = []
         self._counter_generation = -1
+        self._engine_ctl = [0, 0]  # CNTV_CTL, CNTP_CTL as last written into the engine
         self._code_dirty = threading.Event()
         self._ram: dict[int, tuple[int, int]] = {}  # gpa -> (size, perms) of RAM this engine maps
         self._fault_hooks: list[int] = []
@@ -458,11 +459,18 @@ class Aarch64SoftVCpu(ArchVCpu):
         return self._counter.virtual(), self._counter.physical()
 
     def _update_timers(self) -> None:
-        """ISTATUS into the engine's control registers, the outputs to the sink."""
+        """ISTATUS into the engine's control registers (written only when it changes: only
+        these writes change them), the outputs to the sink."""
+        timers = self._timers
+        if not (timers.ctl[VIRT] | timers.ctl[PHYS] | self._engine_ctl[VIRT] | self._engine_ctl[PHYS]):
+            return  # both timers off and the engine shows them off: no output can change
         cvals, counts = self._cvals(), self._counts()
         for timer in (VIRT, PHYS):
-            self._regs.set_sysreg(_CTL_REG[timer], self._timers.ctl_value(timer, cvals[timer], counts[timer]))
-        self._timers.update(cvals, counts)
+            value = timers.ctl_value(timer, cvals[timer], counts[timer])
+            if value != self._engine_ctl[timer]:
+                self._regs.set_sysreg(_CTL_REG[timer], value)
+                self._engine_ctl[timer] = value
+        timers.update(cvals, counts)
 
     def _take_irq(self) -> None:
         if not self._irq.pending():
