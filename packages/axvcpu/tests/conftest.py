@@ -9,11 +9,46 @@ examples on every run (same budgets), for hunting bugs locally.
 from __future__ import annotations
 
 import os
+import shlex
+import sysconfig
 
+import pytest
 from hypothesis import HealthCheck, settings
+
+from .host_tools import require
 
 settings.register_profile(
     "ci", derandomize=True, database=None, deadline=None, print_blob=True, suppress_health_check=[HealthCheck.too_slow]
 )
 settings.register_profile("explore", deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+
+# -- the soft CPU's two engines ------------------------------------------------------------------
+
+SOFT_ENGINE_MODULES = {"test_soft_contract", "test_soft_riscv", "test_soft_clock"}
+"""Modules whose tests run once on each soft CPU engine: the C hooks and the pure-Python
+reference (``axvcpu.backends.soft.fast_slice``)."""
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "soft_engine" in metafunc.fixturenames and metafunc.module.__name__.rpartition(".")[2] in SOFT_ENGINE_MODULES:
+        metafunc.parametrize("soft_engine", ["c", "python"], indirect=True)
+
+
+@pytest.fixture(autouse=True)
+def soft_engine(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str | None:
+    """The engine this test's soft backends get (``AXVISOR_SOFT_ENGINE``); None: the default."""
+    engine: str | None = getattr(request, "param", None)
+    if engine is None:
+        return None
+    if engine == "c":
+        soft_engine_available()
+    monkeypatch.setenv("AXVISOR_SOFT_ENGINE", engine)
+    return engine
+
+
+def soft_engine_available() -> None:
+    """Skip (or fail, where AXVISOR_REQUIRE_TOOLS says) where the C engine's compiler is absent."""
+    compiler = (shlex.split(os.environ.get("CC") or sysconfig.get_config_var("CC") or "gcc") or ["gcc"])[0]
+    require(compiler, why="the soft CPU's C engine is compiled at first use")

@@ -31,7 +31,7 @@ import os
 import sys
 import threading
 from bisect import bisect_right
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, TypeVar
 
 from .access import Buffer, GuestMemoryAccess
@@ -261,8 +261,20 @@ class GuestMemory:
     def __init__(self, regions: Iterable[GuestMemoryRegion] = ()) -> None:
         self._lock = threading.Lock()  # serialises writers; readers use the immutable layout
         self._layout: tuple[tuple[int, ...], tuple[GuestMemoryRegion, ...], int] = ((), (), 0)
+        self._write_listeners: tuple[Callable[[int, int], None], ...] = ()
         for region in regions:
             self.add_region(region)
+
+    def add_write_listener(self, listener: Callable[[int, int], None]) -> None:
+        """Call ``listener(gpa, size)`` for each write through ``write_from`` or a writable
+        ``view`` (handed out just before the caller writes): a software CPU drops the code it
+        translated from those bytes (device DMA never passes through its engine)."""
+        with self._lock:
+            self._write_listeners = (*self._write_listeners, listener)
+
+    def _written(self, gpa: int, size: int) -> None:
+        for listener in self._write_listeners:
+            listener(gpa, size)
 
     # -- the region set ---------------------------------------------------------------------
 
@@ -376,12 +388,14 @@ class GuestMemory:
             if len(pieces) == 1:
                 view, off, n = pieces[0]
                 view[off : off + n] = src
-                return
-            staged = src.tobytes()  # as in read_into: overlapping guest RAM moves like memmove
-            done = 0
-            for view, off, n in pieces:
-                view[off : off + n] = staged[done : done + n]
-                done += n
+            else:
+                staged = src.tobytes()  # as in read_into: overlapping guest RAM moves like memmove
+                done = 0
+                for view, off, n in pieces:
+                    view[off : off + n] = staged[done : done + n]
+                    done += n
+            if self._write_listeners:  # after the bytes landed: a listener may re-read them at once
+                self._written(gpa, src.nbytes)
 
     def view(self, gpa: int, size: int, *, writable: bool = False) -> memoryview:
         """A zero-copy view of ``[gpa, gpa + size)``, which must lie inside one region.
@@ -390,6 +404,8 @@ class GuestMemory:
         ``writable=True`` so a read-only region gives GuestMemoryError, not a TypeError later.
         """
         pieces = self._pieces(gpa, size, for_write=writable)
+        if writable and self._write_listeners:
+            self._written(gpa, size)
         if not pieces:
             return memoryview(bytearray())
         if len(pieces) > 1:

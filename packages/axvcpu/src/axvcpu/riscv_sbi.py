@@ -31,6 +31,14 @@ _A6, _A7 = 16, 17
 class SbiCodeFence:
     """An ``EcallObserver``: True for an S-mode SBI remote fence.i or hart start."""
 
+    watched_calls = (
+        (PRIV_S, SBI_EXT_LEGACY_REMOTE_FENCE_I, None),
+        (PRIV_S, SBI_EXT_RFENCE, SBI_RFENCE_REMOTE_FENCE_I),
+        (PRIV_S, SBI_EXT_HSM, SBI_HSM_HART_START),
+    )
+    """(priv, a7, a6 or None for any) of every call ``on_ecall`` may answer True for: a CPU
+    engine that handles ecalls natively hands only these to the observer."""
+
     def on_ecall(self, hart: int, priv: int, gpr: GprReader) -> bool:
         if priv != PRIV_S:
             return False  # from U mode an ecall goes to the supervisor; from M, nowhere SBI

@@ -17,6 +17,7 @@ do not share memory between harts, or for measurements.
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from collections.abc import Iterable
@@ -24,6 +25,7 @@ from collections.abc import Iterable
 from axaddrspace import PAGE_SIZE
 
 from ...ecall import EcallObserver
+from .fast_slice import FastClock, engine_choice
 from .hart_context import HartContext, MmioHandler, TurnLock
 from .riscv64 import RiscvSoftVCpu
 from .riscv_irq import MIP_BITS, HartInterrupts, HartLine
@@ -69,10 +71,12 @@ class SoftRiscvBackend:
         slice_instructions: int = DEFAULT_SLICE_INSTRUCTIONS,
         mmio_exits: bool = False,
         parallel: bool = False,
+        engine: str | None = None,
     ) -> None:
         """``mmio_exits``: with no MMIO handler set, an access that hits neither RAM nor a device
         window comes back from ``run()`` as ``MmioRead``/``MmioWrite`` (as on KVM) instead of
-        an access fault in the guest."""
+        an access fault in the guest. ``engine``: ``"c"`` or ``"python"`` (``fast_slice``);
+        default ``$AXVISOR_SOFT_ENGINE``, else C where it builds."""
         if num_harts < 1:
             raise ValueError(f"a soft riscv64 VM needs at least one hart, not {num_harts}")
         if slice_instructions < 1:
@@ -82,10 +86,15 @@ class SoftRiscvBackend:
         self._t0_ns = time.monotonic_ns()
         self._paused_ns: int | None = None
         """While the VM is paused: the monotonic time the clock stopped at (``pause_clock``)."""
+        self.engine = engine_choice(engine)
+        self._fast_clock = FastClock(self._t0_ns, _NS_PER_TICK) if self.engine == "c" else None
         self._stage2 = SoftStage2()
         turns = TurnLock() if num_harts > 1 and not parallel else None
         self._context = HartContext(self._stage2, self.mtime, mmio_exits, turns)
         self._irqs = [HartInterrupts(self.mtime, self._mtime_deadline) for _ in range(num_harts)]
+        if turns is not None:
+            for hart, irqs in enumerate(self._irqs):
+                irqs.on_wake = functools.partial(self._end_other_slices, hart)
         self._lines: dict[tuple[int, int], HartLine] = {}
         self._lines_lock = threading.Lock()  # not _lock: device handlers may ask for lines mid-slice
         self._vcpus: dict[int, RiscvSoftVCpu] = {}
@@ -120,7 +129,14 @@ class SoftRiscvBackend:
         with self._lock:
             if vcpu_id in self._vcpus:
                 raise ValueError(f"hart {vcpu_id} already has a vCPU")
-            vcpu = RiscvSoftVCpu(self._context, vcpu_id, self._irqs[vcpu_id], self.slice_instructions)
+            vcpu = RiscvSoftVCpu(
+                self._context,
+                vcpu_id,
+                self._irqs[vcpu_id],
+                self.slice_instructions,
+                fast_clock=self._fast_clock,
+                slice_blocks=self.slice_instructions // (4 if self.turns is not None else 1),
+            )
             try:
                 self._stage2.attach(vcpu)
                 vcpu.set_mmio_windows(self._windows)
@@ -174,6 +190,25 @@ class SoftRiscvBackend:
         """Stop mtime where it is (axvm's GuestClock): called with every hart out of the guest."""
         if self._paused_ns is None:
             self._paused_ns = time.monotonic_ns()
+            self._sync_clock()
+
+    def _sync_clock(self) -> None:
+        """Give the C engine's rdtime the clock's new origin and pause state (same arithmetic)."""
+        if self._fast_clock is not None:
+            self._fast_clock.update(self._t0_ns, self._paused_ns)
+
+    def _end_other_slices(self, hart: int) -> None:
+        """A line of ``hart`` changed while harts take turns: end the running slice of any other
+        hart, so ``hart`` gets its turn now (an IPI must not wait for a whole slice)."""
+        for other, vcpu in list(self._vcpus.items()):
+            if other != hart:
+                vcpu.end_slice()
+
+    def invalidate_code(self, gpa: int, size: int) -> None:
+        """Guest RAM ``[gpa, +size)`` was written from outside the harts (device DMA, the VMM):
+        every hart drops the translations of those pages before its next slice."""
+        for vcpu in list(self._vcpus.values()):
+            vcpu.invalidate_code(gpa, size)
 
     def resume_clock(self) -> None:
         """Let mtime count on from where it stopped: the paused time is added to the origin
@@ -182,6 +217,7 @@ class SoftRiscvBackend:
         if paused is not None:
             self._t0_ns += time.monotonic_ns() - paused
             self._paused_ns = None
+            self._sync_clock()
 
     def save_clock(self) -> int:
         """The guest clock for a snapshot: mtime now (stands still while paused)."""
@@ -192,6 +228,7 @@ class SoftRiscvBackend:
         or not."""
         now = self._paused_ns if self._paused_ns is not None else time.monotonic_ns()
         self._t0_ns = now - ticks * _NS_PER_TICK
+        self._sync_clock()
 
     def _mtime_deadline(self, ticks: int) -> float:
         """The time.monotonic() value at which mtime() reaches ``ticks``."""
@@ -209,4 +246,4 @@ class SoftRiscvBackend:
             raise ValueError(f"hart {hart} does not exist (this VM has harts 0..{self.num_harts - 1})")
 
     def __repr__(self) -> str:
-        return f"SoftRiscvBackend(harts={self.num_harts}, slice={self.slice_instructions})"
+        return f"SoftRiscvBackend(harts={self.num_harts}, slice={self.slice_instructions}, engine={self.engine})"

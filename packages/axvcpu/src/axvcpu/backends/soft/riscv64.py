@@ -64,17 +64,22 @@ from unicorn import (
     UC_MEM_WRITE_PROT,
     UC_MEM_WRITE_UNMAPPED,
     UC_MODE_RISCV64,
+    UC_PROT_EXEC,
+    UC_PROT_READ,
+    UC_PROT_WRITE,
     Uc,
     UcError,
 )
 from unicorn import riscv_const as rc
 
-from axaddrspace import GuestPhysAddr, Stage2Mapper
+from axaddrspace import PAGE_SIZE, GuestPhysAddr, Stage2Mapper
 
 from ...arch import ArchVCpu
 from ...errors import PendingReadError
 from ...exits import AxVCpuExitReason, FailEntry, Halt, MmioRead, MmioWrite, Nothing
 from . import riscv_state
+from .engine_ranges import CodeRanges, hook_gaps
+from .fast_slice import FastClock, FastHart
 from .hart_context import HartContext
 from .riscv_decode import WFI, is_ebreak
 from .riscv_fault import (
@@ -93,7 +98,7 @@ from .riscv_fault import (
     mip_read,
     reads_mip,
 )
-from .riscv_irq import IRQ_MSIP, MIP_BITS, HartInterrupts, highest
+from .riscv_irq import IRQ_MSIP, IRQ_MTIP, MIP_BITS, MTIMECMP_RESET, HartInterrupts, highest
 from .riscv_mmu import Access
 from .riscv_priv import EXC_BREAKPOINT, EXC_ECALL_U, EXC_ILLEGAL_INSN
 from .riscv_regs import CSR_IDS, PC, PRIV, PRIV_M, RegFile, set_mhartid
@@ -105,6 +110,18 @@ _UNTIL = _U64  # an odd address is never a PC: slices end by count, wfi or error
 _WFI_BYTES = WFI.to_bytes(4, "little")
 _X0 = rc.UC_RISCV_REG_X0
 _MIP, _MIE, _MSTATUS, _MIDELEG, _SATP = (CSR_IDS[n] for n in ("mip", "mie", "mstatus", "mideleg", "satp"))
+_ALL_PERMS = UC_PROT_READ | UC_PROT_WRITE | UC_PROT_EXEC
+_FAULT_HOOKS = (
+    UC_HOOK_MEM_READ_UNMAPPED
+    | UC_HOOK_MEM_WRITE_UNMAPPED
+    | UC_HOOK_MEM_FETCH_UNMAPPED
+    | UC_HOOK_MEM_READ_PROT
+    | UC_HOOK_MEM_WRITE_PROT
+    | UC_HOOK_MEM_FETCH_PROT
+)
+TCG_BUFFER_BYTES = 64 << 20
+"""unicorn's translated-code buffer per engine (default 1 GiB, resident as it fills): a Linux
+boot translates ~140k blocks; past the buffer unicorn flushes and retranslates."""
 _MEMORY_ERRORS = {
     UC_ERR_READ_UNMAPPED,
     UC_ERR_WRITE_UNMAPPED,
@@ -142,14 +159,28 @@ class _PendingRead:
 class RiscvSoftVCpu(ArchVCpu):
     """A riscv64 hart (rv64imafdc + S and U modes, Sv39/Sv48) on a unicorn engine of its own."""
 
-    def __init__(self, context: HartContext, hart: int, irqs: HartInterrupts, slice_instructions: int) -> None:
+    def __init__(
+        self,
+        context: HartContext,
+        hart: int,
+        irqs: HartInterrupts,
+        slice_instructions: int,
+        *,
+        fast_clock: FastClock | None = None,
+        slice_blocks: int | None = None,
+    ) -> None:
+        """``fast_clock``: run on the C engine (``fast_slice``), reading that clock; None: the
+        pure-Python engine. ``slice_blocks``: the C engine's bound per slice, in blocks."""
         self._context = context  # what the harts of the VM share; not the backend (no import cycle)
         self.hart = hart
         self._irqs = irqs
         self._slice = slice_instructions
+        self._slice_blocks = slice_blocks or slice_instructions
         # mypy reads unicorn.Uc as the Python 2 binding's (no cpu argument): unicorn/unicorn.py picks the
         # binding by sys.version_info.major, which mypy does not evaluate. The Python 3 binding takes cpu.
-        self._uc: Any = Uc(UC_ARCH_RISCV, UC_MODE_RISCV64, rc.UC_CPU_RISCV64_SIFIVE_U54)  # type: ignore[call-arg]
+        uc: Any = Uc(UC_ARCH_RISCV, UC_MODE_RISCV64, rc.UC_CPU_RISCV64_SIFIVE_U54)  # type: ignore[call-arg]
+        self._uc = uc
+        uc.ctl_set_tcg_buffer_size(TCG_BUFFER_BYTES)  # only before the engine initialises
         self._regs = RegFile(self._uc)
         self._memory = HartMemory(self._regs, context)
         self.engine_lock = threading.RLock()
@@ -164,14 +195,38 @@ class RiscvSoftVCpu(ArchVCpu):
         self._parked_in_firmware = False  # the wfi that halted the hart ran in M mode
         self._code_generation = context.code_generation  # the last code change this engine has seen
         self.traps_entered = 0
-        self.time_reads = 0
+        self._time_reads = 0
         self.translation_flushes = 0
-        self._uc.hook_add(UC_HOOK_INTR, self._on_exception)
-        unmapped = UC_HOOK_MEM_READ_UNMAPPED | UC_HOOK_MEM_WRITE_UNMAPPED | UC_HOOK_MEM_FETCH_UNMAPPED
-        prot = UC_HOOK_MEM_READ_PROT | UC_HOOK_MEM_WRITE_PROT | UC_HOOK_MEM_FETCH_PROT
-        self._uc.hook_add(unmapped | prot, self._on_bad_access)
+        self.code_invalidations = 0  # pages whose translations invalidate_code dropped
+        self._ram: dict[int, tuple[int, int]] = {}  # gpa -> (size, unicorn perms) mapped in this engine
+        self._fault_hooks: list[int] = []
+        self._code_dirty = CodeRanges()
+        self._fast: FastHart | None = None
+        if fast_clock is None:
+            self._uc.hook_add(UC_HOOK_INTR, self._on_exception)
+        else:
+            handle: Any = self._uc._uch  # the binding's uc_engine pointer (a ctypes c_void_p)
+            self._fast = FastHart(fast_clock, int(handle.value), self._on_exception_c)
+            self._fast.set_mtimecmp(irqs.mtimecmp)
+            irqs.signal = self._fast
+        self._hook_faults()
         set_mhartid(self._uc, self._regs, hart)
         irqs.on_own_thread = self._apply_line_now
+
+    @property
+    def engine(self) -> str:
+        """``"c"``: slices ended by the C block hook, rdtime and ecall in C; ``"python"``: counted slices."""
+        return "python" if self._fast is None else "c"
+
+    @property
+    def time_reads(self) -> int:
+        """rdtime instructions answered (in C and in Python)."""
+        return self._time_reads + (self._fast.time_reads if self._fast is not None else 0)
+
+    def end_slice(self) -> None:
+        """From any thread: the running slice of the C engine ends at its next block."""
+        if self._fast is not None:
+            self._fast.raise_event()
 
     # -- ArchVCpu -----------------------------------------------------------------------------------
 
@@ -261,29 +316,62 @@ class RiscvSoftVCpu(ArchVCpu):
     # -- stage-2 and MMIO (called by SoftStage2 and the backend) -------------------------------------
 
     def map_ram(self, gpa: int, size: int, host_addr: int, perms: int) -> None:
+        self.end_slice()  # the engine lock is held for a whole slice
         with self.engine_lock:
             if not self._closed:
                 self._uc.mem_map_ptr(gpa, size, perms, host_addr)
+                self._ram[gpa] = (size, perms)
+                self._hook_faults()
 
     def unmap_ram(self, gpa: int, size: int) -> None:
+        self.end_slice()
         with self.engine_lock:
             if not self._closed:
                 self._uc.mem_unmap(gpa, size)
+                self._ram.pop(gpa, None)
+                self._hook_faults()
+
+    def _hook_faults(self) -> None:
+        """Hook unmapped and protection faults only outside RAM and device windows.
+
+        Unicorn sends every store to a page some memory hook covers down its slow path (the
+        first store to a page never marks its TLB entry dirty: cputlb.c, notdirty_write), so
+        hooks over all addresses cost a fifth of a Linux boot. Faults inside RAM mapped with
+        every permission cannot happen; RAM with fewer permissions stays hooked.
+        """
+        for handle in self._fault_hooks:
+            self._uc.hook_del(handle)
+        covered = [(gpa, size) for gpa, (size, perms) in self._ram.items() if perms == _ALL_PERMS]
+        self._fault_hooks = [
+            self._uc.hook_add(_FAULT_HOOKS, self._on_bad_access, None, begin, end)
+            for begin, end in hook_gaps(covered + self._mmio_windows)
+        ]
+
+    def invalidate_code(self, gpa: int, size: int) -> None:
+        """From any thread: guest RAM ``[gpa, +size)`` was written behind the engine's back (device
+        DMA, another engine); its translations are dropped on this hart's thread before its next
+        slice, which this ends."""
+        self._code_dirty.add(gpa, size)
+        self.end_slice()
 
     def set_mmio_windows(self, windows: list[tuple[int, int]]) -> None:
         """Map page-aligned ``(start, size)`` windows served inline by the backend's handler."""
+        self.end_slice()
         with self.engine_lock:
             for start, size in self._mmio_windows:
                 self._uc.mem_unmap(start, size)
             self._mmio_windows = []
-            for start, size in windows:
-                try:
-                    self._uc.mmio_map(start, size, self._mmio_read, start, self._mmio_write, start)
-                except UcError as err:
-                    raise ValueError(
-                        f"MMIO window [{start:#x}, +{size:#x}) overlaps guest RAM or another window ({err})"
-                    ) from err
-                self._mmio_windows.append((start, size))
+            try:
+                for start, size in windows:
+                    try:
+                        self._uc.mmio_map(start, size, self._mmio_read, start, self._mmio_write, start)
+                    except UcError as err:
+                        raise ValueError(
+                            f"MMIO window [{start:#x}, +{size:#x}) overlaps guest RAM or another window ({err})"
+                        ) from err
+                    self._mmio_windows.append((start, size))
+            finally:
+                self._hook_faults()
 
     def _mmio_read(self, _uc: Any, offset: int, size: int, base: int) -> int:
         width = WIDTHS.get(size)
@@ -302,6 +390,10 @@ class RiscvSoftVCpu(ArchVCpu):
 
     def _run_slice(self) -> AxVCpuExitReason:
         regs = self._regs
+        fast = self._fast
+        if fast is not None:
+            fast.clear_event()  # before the lines and requests are taken: later ones end the slice
+            fast.watch_ecalls(self._context.ecall_observer)
         self._take_interrupt()
         self._halted = False
         pc = regs.pc
@@ -310,14 +402,45 @@ class RiscvSoftVCpu(ArchVCpu):
         self._slice_traps = 0
         self._slice_thread = threading.get_ident()
         try:
-            self._uc.emu_start(pc, _UNTIL, count=self._slice)
+            if fast is None:
+                self._uc.emu_start(pc, _UNTIL, count=self._slice)
+            else:
+                fast.begin(self._slice_blocks, self._timer_armed())
+                self._uc.emu_start(pc, _UNTIL)
         except UcError as err:
+            self._raise_hook_error()
             return self._on_stop_error(err)
         finally:
             self._slice_thread = None
+        self._raise_hook_error()
         if self._fail is not None:
             return FailEntry(0, self._fail)
+        if fast is not None and fast.stop_reason:
+            return Nothing()  # ended before a block by the C hook: not at a wfi
         return self._after_slice()
+
+    def _timer_armed(self) -> bool:
+        """Whether the C hook ends the slice at mtimecmp: a deadline still ahead always does (the
+        guest may enable MTIE mid-slice); one already passed only while MTIE is enabled (once
+        the interrupt is taken firmware clears MTIE, and a deadline nobody waits for must not
+        end every slice)."""
+        mtimecmp = self._irqs.mtimecmp
+        if mtimecmp == MTIMECMP_RESET:
+            return False
+        if self._context.mtime() < mtimecmp:
+            return True
+        return bool(self._regs.read_csr(_MIE) >> IRQ_MTIP & 1)
+
+    def _raise_hook_error(self) -> None:
+        """An exception the Python handler raised under the C hook, re-raised on this side of C."""
+        fast = self._fast
+        if fast is not None and fast.hook_error is not None:
+            error, fast.hook_error = fast.hook_error, None
+            raise error
+
+    def _on_exception_c(self, intno: int) -> None:
+        """What the C INTR hook leaves: the Python handler, as unicorn would have called it."""
+        self._on_exception(self._uc, intno, None)
 
     def _after_slice(self) -> AxVCpuExitReason:
         """Tell a wfi from a spent count: the instruction before the PC is a wfi."""
@@ -344,8 +467,35 @@ class RiscvSoftVCpu(ArchVCpu):
         woken_in_firmware = self._halted and self._parked_in_firmware and rose & (1 << IRQ_MSIP)
         if generation != self._code_generation or woken_in_firmware:
             self._code_generation = generation
+            self._code_dirty.take()
             self.flush_translations()
+        elif self._code_dirty:
+            self._invalidate_dirty_code()
         return m_pending
+
+    def _invalidate_dirty_code(self) -> None:
+        """Drop the translations of the pages ``invalidate_code`` recorded, on this thread.
+
+        unicorn's ``uc_ctl_remove_cache`` translates the range's start as an instruction fetch
+        through the hart's current MMU (translate-all.c, uc_invalidate_tb) and then invalidates
+        physically from there; in M mode that translation is the identity, so each page is
+        invalidated with the host at PRIV=M, one page at a time (RAM regions need not be
+        contiguous in unicorn's RAM space).
+        """
+        pages, overflow = self._code_dirty.take()
+        if overflow:
+            self.flush_translations()
+            return
+        regs = self._regs
+        priv = regs.priv
+        regs.set_priv(PRIV_M)
+        try:
+            for page in pages:
+                if any(gpa <= page < gpa + size for gpa, (size, _) in self._ram.items()):
+                    self._uc.ctl_remove_cache(page, page + PAGE_SIZE)
+                    self.code_invalidations += 1
+        finally:
+            regs.set_priv(priv)
 
     def flush_translations(self) -> None:
         """Drop the engine's translated code, so the hart next runs what RAM holds now.
@@ -431,7 +581,7 @@ class RiscvSoftVCpu(ArchVCpu):
             if isinstance(outcome, TimeRead):  # the PC already points past the 4-byte csr instruction
                 if outcome.rd:
                     regs.write(_X0 + outcome.rd, self._context.mtime())
-                self.time_reads += 1
+                self._time_reads += 1
                 return
             trap = outcome
         elif intno == EXC_ECALL_U:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from typing import Protocol
 
 IRQ_SSIP = 1
 IRQ_MSIP = 3
@@ -38,6 +39,14 @@ PRIORITY = (IRQ_MEIP, IRQ_MSIP, IRQ_MTIP, IRQ_SEIP, IRQ_SSIP, IRQ_STIP)
 """Highest first: the privileged spec's order for simultaneous interrupts (3.1.9)."""
 
 MTIMECMP_RESET = (1 << 64) - 1
+
+
+class SliceSignal(Protocol):
+    """How a running slice of the C engine is told to end early, and of a new mtimecmp."""
+
+    def raise_event(self) -> None: ...
+
+    def set_mtimecmp(self, value: int) -> None: ...
 
 
 def highest(pending: int) -> int | None:
@@ -63,6 +72,18 @@ class HartInterrupts:
         self._kicked = False
         self.on_own_thread: Callable[[int, bool], bool] | None = None
         """Set by the vCPU: applies an S-bit change at once when called on its own thread."""
+        self.signal: SliceSignal | None = None
+        """Set by a vCPU on the C engine: a change here ends its running slice."""
+        self.on_wake: Callable[[], None] | None = None
+        """Set by the backend when harts take turns: ends the running hart's slice, so the hart
+        woken here (an IPI) does not wait a whole slice for its turn."""
+
+    def _notify(self) -> None:
+        signal, wake = self.signal, self.on_wake
+        if signal is not None:
+            signal.raise_event()
+        if wake is not None:
+            wake()
 
     # -- any thread -------------------------------------------------------------------------
 
@@ -76,22 +97,28 @@ class HartInterrupts:
             applied = hook is not None and bit & S_LEVEL_MASK and hook(irq, level)
             if not applied:
                 self._changed |= bit
+                self._notify()
             self._cond.notify_all()
 
     def pulse_line(self, irq: int) -> None:
         with self._cond:
             self._pulses |= 1 << irq
+            self._notify()
             self._cond.notify_all()
 
     def set_mtimecmp(self, value: int) -> None:
         with self._cond:
             self._mtimecmp = value & MTIMECMP_RESET
+            if self.signal is not None:
+                self.signal.set_mtimecmp(self._mtimecmp)
             self._cond.notify_all()
 
     def kick(self) -> None:
         """Make a hart blocked in ``wait`` return now (the VM wants it to look at a request)."""
         with self._cond:
             self._kicked = True
+            if self.signal is not None:
+                self.signal.raise_event()
             self._cond.notify_all()
 
     @property

@@ -68,8 +68,22 @@ class SoftStage2:
         return self._memory.memory
 
     def attach_memory(self, memory: GuestMemoryReader) -> None:
+        """Read guest RAM through ``memory``, and hear of every write made through it (device
+        DMA, the VMM's loads): those bytes never pass through an engine, so each engine drops
+        the code it translated from them."""
         with self._lock:
+            known = memory is self._memory.memory
             self._memory.attach(memory, len(self._record.mappings))
+        listen = getattr(memory, "add_write_listener", None)
+        if listen is not None and not known:
+            listen(self.written)
+
+    def written(self, gpa: int, size: int) -> None:
+        """Guest RAM ``[gpa, +size)`` was written outside the engines: every engine re-translates it."""
+        for engine in list(self._engines):
+            invalidate = getattr(engine, "invalidate_code", None)  # optional: an engine without one keeps its code
+            if invalidate is not None:
+                invalidate(gpa, size)
 
     def map(self, region: GuestMemoryRegion, flags: MappingFlags) -> None:
         """Enter ``region`` into every engine (plain ints inside: unicorn takes the host address)."""

@@ -1,0 +1,251 @@
+/* The soft riscv64 hart's hot paths in C: slice ending (a block hook) and the two most frequent
+ * traps of a Linux boot (an INTR hook: rdtime and ecall). fast_ffi.py compiles this file with
+ * cffi at first use and explains the design; fast_slice.py drives it from Python.
+ *
+ * Nothing here links against libunicorn: the entry points are handed in at run time (addresses
+ * of the functions the Python binding already loaded), so the module builds without unicorn's
+ * headers. The AXV_REG_* numbers are prepended by fast_ffi.py from unicorn's own riscv_const.
+ */
+#include <stdint.h>
+#include <stddef.h>
+#include <time.h>
+
+typedef int (*axv_reg_read_fn)(void *uc, int regid, void *value);
+typedef int (*axv_reg_rw_batch_fn)(void *uc, int const *regs, void *const *vals, int count);
+typedef int (*axv_emu_stop_fn)(void *uc);
+typedef int (*axv_vmem_read_fn)(void *uc, uint64_t addr, int prot, void *bytes, size_t size);
+typedef int (*axv_hook_add_fn)(void *uc, size_t *hh, int type, void *cb, void *user, uint64_t begin,
+                               uint64_t end, ...);
+typedef void (*axv_intr_fn)(void *uc, uint32_t intno, void *user);
+
+#define AXV_UC_HOOK_INTR 1
+#define AXV_UC_HOOK_BLOCK 8
+#define AXV_UC_PROT_EXEC 4
+#define AXV_NO_TIMER UINT64_MAX
+#define AXV_ANY UINT64_MAX
+
+/* Why a slice ended, when this module ended it (0: it did not). */
+#define AXV_STOP_EVENT 1
+#define AXV_STOP_BOUND 2
+#define AXV_STOP_TIMER 3
+
+#define AXV_EXC_ILLEGAL 2
+#define AXV_EXC_ECALL 8 /* unicorn reports every ecall as the U-mode cause */
+
+typedef struct axv_clock {
+    int64_t t0_ns;     /* CLOCK_MONOTONIC ns at which mtime was 0 */
+    int64_t paused_ns; /* < 0 while running; else the time the clock stopped at */
+    int64_t ns_per_tick;
+} axv_clock;
+
+typedef struct axv_engine_fns {
+    axv_reg_read_fn reg_read;
+    axv_reg_rw_batch_fn reg_read_batch;
+    axv_reg_rw_batch_fn reg_write_batch;
+    axv_emu_stop_fn emu_stop;
+    axv_vmem_read_fn vmem_read;
+    axv_hook_add_fn hook_add;
+} axv_engine_fns;
+
+typedef struct axv_hart {
+    const axv_clock *clock;
+    axv_engine_fns fns;
+    volatile int32_t event;     /* set by any thread: end the running slice at the next block */
+    volatile int32_t timer_armed;
+    volatile uint64_t mtimecmp; /* the slice ends once mtime reaches it (when armed) */
+    uint64_t blocks_left;       /* the slice's bound, in translation blocks */
+    uint32_t check_every;       /* blocks between two looks at the clock */
+    uint32_t countdown;
+    int32_t stop_reason;
+    int32_t ecall_mode;         /* 0: every ecall to Python; 1: in C unless it matches watch[] */
+    uint32_t n_watch;
+    uint64_t watch[8][3];       /* (priv, a7, a6 or AXV_ANY): ecalls the observer must see */
+    uint64_t time_reads;
+    uint64_t ecalls;
+    axv_intr_fn fallback;       /* the Python handler, for every exception not done here */
+    void *fallback_user;
+} axv_hart;
+
+static int64_t axv_now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+/* The same arithmetic as SoftRiscvBackend.mtime(): floor((now or paused) - t0) / ns per tick. */
+uint64_t axv_mtime(const axv_clock *clock)
+{
+    int64_t paused = clock->paused_ns;
+    int64_t now = paused >= 0 ? paused : axv_now_ns();
+    int64_t elapsed = now - clock->t0_ns;
+    int64_t ticks = elapsed / clock->ns_per_tick;
+    if (elapsed % clock->ns_per_tick != 0 && elapsed < 0)
+        ticks -= 1; /* Python's // floors */
+    return (uint64_t)ticks;
+}
+
+static void axv_stop(axv_hart *h, void *uc, int32_t reason)
+{
+    if (h->stop_reason == 0) {
+        h->stop_reason = reason;
+        h->fns.emu_stop(uc);
+    }
+}
+
+/* UC_HOOK_BLOCK: called at the start of every translation block; uc_emu_stop here leaves
+   before the block runs, with the PC at its first instruction. */
+static void axv_block_hook(void *uc, uint64_t address, uint32_t size, void *user)
+{
+    axv_hart *h = user;
+    (void)address;
+    (void)size;
+    if (h->event) {
+        axv_stop(h, uc, AXV_STOP_EVENT);
+        return;
+    }
+    if (--h->blocks_left == 0) {
+        axv_stop(h, uc, AXV_STOP_BOUND);
+        return;
+    }
+    if (--h->countdown == 0) {
+        h->countdown = h->check_every;
+        if (h->timer_armed && h->mtimecmp != AXV_NO_TIMER && axv_mtime(h->clock) >= h->mtimecmp)
+            axv_stop(h, uc, AXV_STOP_TIMER);
+    }
+}
+
+/* rdtime and its read-only forms: csrrs/csrrc rd, time, x0 and csrrsi/csrrci rd, time, 0
+   (riscv_decode.CsrOp.is_read_only on CSR 0xC01). */
+static int axv_time_read_rd(uint32_t insn)
+{
+    uint32_t funct3 = (insn >> 12) & 7;
+    if ((insn & 0x7F) != 0x73 || (insn >> 20) != 0xC01 || ((insn >> 15) & 0x1F) != 0)
+        return -1;
+    if (funct3 != 2 && funct3 != 3 && funct3 != 6 && funct3 != 7)
+        return -1;
+    return (int)((insn >> 7) & 0x1F);
+}
+
+static int axv_ecall_watched(const axv_hart *h, void *uc, uint64_t priv)
+{
+    int regs[2] = {AXV_REG_X0 + 17, AXV_REG_X0 + 16};
+    uint64_t a7 = 0, a6 = 0;
+    void *vals[2] = {&a7, &a6};
+    uint32_t i;
+    if (h->ecall_mode == 0)
+        return 1;
+    if (h->fns.reg_read_batch(uc, regs, vals, 2) != 0)
+        return 1;
+    for (i = 0; i < h->n_watch && i < 8; i++) {
+        if (h->watch[i][0] == priv && h->watch[i][1] == a7 && (h->watch[i][2] == AXV_ANY || h->watch[i][2] == a6))
+            return 1;
+    }
+    return 0;
+}
+
+/* riscv_trap.enter_trap for a synchronous exception, in one read and one write batch (the
+   host at PRIV=M first: unicorn checks host CSR access like the guest's). */
+static int axv_enter_exception(axv_hart *h, void *uc, uint64_t cause, uint64_t epc, uint64_t priv)
+{
+    const uint64_t SIE = 1 << 1, MIE = 1 << 3, SPIE = 1 << 5, MPIE = 1 << 7, SPP = 1 << 8, MPP = 3ULL << 11;
+    uint64_t m = 3, medeleg = 0, mstatus = 0, mtvec = 0, stvec = 0, zero = 0, status, target, handler;
+    int rregs[4] = {AXV_REG_MEDELEG, AXV_REG_MSTATUS, AXV_REG_MTVEC, AXV_REG_STVEC};
+    void *rvals[4] = {&medeleg, &mstatus, &mtvec, &stvec};
+    int priv_reg = AXV_REG_PRIV;
+    void *priv_val[1] = {&m};
+    int wregs[6];
+    void *wvals[6];
+    if (h->fns.reg_write_batch(uc, &priv_reg, priv_val, 1) != 0)
+        return -1;
+    if (h->fns.reg_read_batch(uc, rregs, rvals, 4) != 0)
+        return -1;
+    target = (priv <= 1 && (medeleg >> cause & 1)) ? 1 : 3;
+    if (target == 1) {
+        status = mstatus & ~(SPIE | SIE | SPP);
+        status |= (mstatus & SIE) ? SPIE : 0;
+        status |= priv == 1 ? SPP : 0;
+        handler = stvec & ~3ULL;
+        wregs[0] = AXV_REG_SEPC;
+        wregs[1] = AXV_REG_SCAUSE;
+        wregs[2] = AXV_REG_STVAL;
+    } else {
+        status = mstatus & ~(MPIE | MIE | MPP);
+        status |= (mstatus & MIE) ? MPIE : 0;
+        status |= (priv & 3) << 11;
+        handler = mtvec & ~3ULL;
+        wregs[0] = AXV_REG_MEPC;
+        wregs[1] = AXV_REG_MCAUSE;
+        wregs[2] = AXV_REG_MTVAL;
+    }
+    wvals[0] = &epc;
+    wvals[1] = &cause;
+    wvals[2] = &zero;
+    wregs[3] = AXV_REG_MSTATUS;
+    wvals[3] = &status;
+    wregs[4] = AXV_REG_PRIV;
+    wvals[4] = &target;
+    wregs[5] = AXV_REG_PC;
+    wvals[5] = &handler;
+    h->ecalls++; /* counted first: a PC write may leave this function by longjmp */
+    return h->fns.reg_write_batch(uc, wregs, wvals, 6);
+}
+
+/* UC_HOOK_INTR: unicorn calls every INTR hook for each synchronous exception (PC already + 4)
+   and has no "handled" answer, so this is the only one, and it calls the Python handler for
+   whatever it leaves. */
+static void axv_intr_hook(void *uc, uint32_t intno, void *user)
+{
+    axv_hart *h = user;
+    int regs[2] = {AXV_REG_PC, AXV_REG_PRIV};
+    uint64_t pc = 0, priv = 0;
+    void *vals[2] = {&pc, &priv};
+    if (intno == AXV_EXC_ILLEGAL || intno == AXV_EXC_ECALL) {
+        if (h->fns.reg_read_batch(uc, regs, vals, 2) != 0)
+            goto python;
+        pc -= 4;
+        priv &= 3;
+        if (intno == AXV_EXC_ILLEGAL) {
+            uint32_t insn = 0;
+            int rd;
+            if (h->fns.vmem_read(uc, pc, AXV_UC_PROT_EXEC, &insn, 4) != 0)
+                goto python;
+            rd = axv_time_read_rd(insn);
+            if (rd < 0)
+                goto python;
+            h->time_reads++;
+            if (rd) {
+                int reg = AXV_REG_X0 + rd;
+                uint64_t now = axv_mtime(h->clock);
+                void *val[1] = {&now};
+                h->fns.reg_write_batch(uc, &reg, val, 1);
+            }
+            return;
+        }
+        if (axv_ecall_watched(h, uc, priv))
+            goto python;
+        if (axv_enter_exception(h, uc, AXV_EXC_ECALL + priv, pc, priv) == 0)
+            return;
+    }
+python:
+    h->fallback(uc, intno, h->fallback_user);
+}
+
+/* Install both hooks on engine ``uc`` for hart ``h``; 0 or unicorn's error number. */
+int axv_install(axv_hart *h, void *uc)
+{
+    size_t block = 0, intr = 0;
+    int err = h->fns.hook_add(uc, &block, AXV_UC_HOOK_BLOCK, (void *)axv_block_hook, h, 1, 0);
+    if (err != 0)
+        return err;
+    return h->fns.hook_add(uc, &intr, AXV_UC_HOOK_INTR, (void *)axv_intr_hook, h, 1, 0);
+}
+
+/* Arm hart ``h`` for one slice of at most ``blocks`` translation blocks. */
+void axv_slice_begin(axv_hart *h, uint64_t blocks, int32_t timer_armed)
+{
+    h->blocks_left = blocks ? blocks : 1;
+    h->countdown = h->check_every;
+    h->timer_armed = timer_armed;
+    h->stop_reason = 0;
+}

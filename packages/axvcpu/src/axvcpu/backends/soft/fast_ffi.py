@@ -1,0 +1,206 @@
+"""The soft hart's C hooks (``fast_engine.c``), compiled with cffi at first use into a cache folder.
+
+Theory of operation. Profiles of a Linux boot on unicorn (NOTES.md, "unicorn: where the time
+goes") put a fifth of the time in ``emu_start(count=N)``'s per-instruction hook and most of the
+trap traffic in rdtime and ecall. Unicorn takes any function pointer as a hook, and a single
+hook of a type is called straight from generated code, so the C file supplies a block hook
+(ends a slice on an event flag, the timer deadline or a bound) and an INTR hook (rdtime and
+ecall in place, the rest handed to the Python handler). The C code does not link against
+libunicorn: ``engine_functions`` takes the addresses of the entry points the Python binding has
+loaded already, so the only build requirement is a C compiler and Python's headers.
+
+The build follows the KVM binding (``kvm/_ffi.py``): lazy, in ``$AXVISOR_CACHE/cffi/<hash>``,
+the hash covering the source, the register numbers and cffi's version, replaced atomically. A
+missing compiler is one ``SoftEngineUnavailable`` line; the backend then runs the pure-Python
+engine (``fast_slice.engine_choice``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import hashlib
+import importlib.machinery
+import importlib.util
+import io
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import sysconfig
+import tempfile
+import threading
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from unicorn import riscv_const as rc
+
+MODULE_NAME = "_axvcpu_soft_cffi"
+C_FILE = Path(__file__).with_name("fast_engine.c")
+APT_HINT = "apt-get install gcc python3-dev, or set AXVISOR_SOFT_ENGINE=python"
+
+_REGISTERS = "PC PRIV X0 MSTATUS MEDELEG MTVEC STVEC SEPC SCAUSE STVAL MEPC MCAUSE MTVAL".split()
+
+CDEF = r"""
+typedef struct axv_clock { int64_t t0_ns; int64_t paused_ns; int64_t ns_per_tick; } axv_clock;
+typedef struct axv_engine_fns {
+    void *reg_read; void *reg_read_batch; void *reg_write_batch; void *emu_stop; void *vmem_read; void *hook_add;
+} axv_engine_fns;
+typedef struct axv_hart {
+    const axv_clock *clock;
+    axv_engine_fns fns;
+    volatile int32_t event;
+    volatile int32_t timer_armed;
+    volatile uint64_t mtimecmp;
+    uint64_t blocks_left;
+    uint32_t check_every;
+    uint32_t countdown;
+    int32_t stop_reason;
+    int32_t ecall_mode;
+    uint32_t n_watch;
+    uint64_t watch[8][3];
+    uint64_t time_reads;
+    uint64_t ecalls;
+    void *fallback;
+    void *fallback_user;
+} axv_hart;
+uint64_t axv_mtime(const axv_clock *clock);
+int axv_install(axv_hart *h, void *uc);
+void axv_slice_begin(axv_hart *h, uint64_t blocks, int32_t timer_armed);
+"""
+
+
+class SoftEngineUnavailable(RuntimeError):
+    """The C hooks cannot be built or loaded here; the message says why and how to fix it."""
+
+
+_lock = threading.Lock()
+_loaded: ModuleType | None = None
+
+
+def load() -> ModuleType:
+    """The compiled module (``.ffi``, ``.lib``), building it on first use."""
+    global _loaded
+    with _lock:
+        if _loaded is None:
+            _loaded = _import(_built_module())
+        return _loaded
+
+
+def engine_functions(ffi: Any) -> dict[str, Any]:
+    """libunicorn's entry points as ``void *`` for ``axv_engine_fns`` (the binding's own library)."""
+    from unicorn.unicorn_py3.unicorn import uclib  # the CDLL the Uc objects use
+
+    names = {
+        "reg_read": "uc_reg_read",
+        "reg_read_batch": "uc_reg_read_batch",
+        "reg_write_batch": "uc_reg_write_batch",
+        "emu_stop": "uc_emu_stop",
+        "vmem_read": "uc_vmem_read",
+        "hook_add": "uc_hook_add",
+    }
+    return {
+        field: ffi.cast("void *", ctypes.cast(getattr(uclib, name), ctypes.c_void_p).value or 0)
+        for field, name in names.items()
+    }
+
+
+def cache_root() -> Path:
+    """``$AXVISOR_CACHE`` or ``~/.cache/axvisor``."""
+    env = os.environ.get("AXVISOR_CACHE")
+    return Path(env) if env else Path.home() / ".cache" / "axvisor"
+
+
+def source() -> str:
+    """The C file with unicorn's riscv register numbers defined in front of it."""
+    defines = "".join(f"#define AXV_REG_{name} {getattr(rc, 'UC_RISCV_REG_' + name)}\n" for name in _REGISTERS)
+    return defines + C_FILE.read_text()
+
+
+def _compiler() -> list[str]:
+    command = shlex.split(os.environ.get("CC") or sysconfig.get_config_var("CC") or "gcc") or ["gcc"]
+    if shutil.which(command[0]) is None:
+        raise SoftEngineUnavailable(
+            f"cannot build the soft CPU's C hooks: C compiler {command[0]!r} not found " f"({APT_HINT})"
+        )
+    return command
+
+
+def _built_module() -> Path:
+    import cffi  # imported here: only the C engine pays for it
+
+    text = source()
+    digest = hashlib.sha256()
+    for part in (CDEF, text, cffi.__version__, sys.implementation.cache_tag or ""):
+        digest.update(part.encode() + b"\0")
+    folder = cache_root() / "cffi" / digest.hexdigest()[:20]
+    target = folder / (MODULE_NAME + (sysconfig.get_config_var("EXT_SUFFIX") or ".so"))
+    if not target.is_file():
+        _compile(cffi, text, folder, target)
+    return target
+
+
+def _compile(cffi: Any, text: str, folder: Path, target: Path) -> None:
+    """Emit the C file with cffi, compile it with CC, and move the result into place atomically."""
+    compiler = _compiler()
+    include = sysconfig.get_paths()["include"]
+    if not Path(include, "Python.h").is_file():
+        raise SoftEngineUnavailable(
+            f"cannot build the soft CPU's C hooks: Python.h is missing from {include} " f"({APT_HINT})"
+        )
+    builder = cffi.FFI()
+    builder.cdef(CDEF)
+    builder.set_source(MODULE_NAME, text)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        work = Path(tempfile.mkdtemp(prefix="build-", dir=folder))
+    except OSError as error:
+        raise SoftEngineUnavailable(
+            f"cannot build the soft CPU's C hooks: cache folder {folder}: " f"{error.strerror}"
+        ) from None
+    try:
+        c_file = work / f"{MODULE_NAME}.c"
+        with contextlib.redirect_stdout(io.StringIO()):  # cffi prints "generating <file>"
+            builder.emit_c_code(str(c_file))
+        output = work / target.name
+        command = [
+            *compiler,
+            "-shared",
+            "-fPIC",
+            "-O2",
+            "-fno-strict-aliasing",
+            f"-I{include}",
+            "-o",
+            str(output),
+            str(c_file),
+        ]
+        result = subprocess.run(command, capture_output=True, text=True, check=False)
+        if result.returncode != 0:
+            log = folder / "build-error.log"
+            log.write_text(" ".join(command) + "\n" + result.stderr)
+            first = next((line for line in result.stderr.splitlines() if "error" in line), "no message")
+            raise SoftEngineUnavailable(
+                f"cannot build the soft CPU's C hooks: {compiler[0]} failed: "
+                f"{first.strip()} (full log: {log}; {APT_HINT})"
+            )
+        os.replace(output, target)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _import(path: Path) -> ModuleType:
+    if MODULE_NAME in sys.modules:
+        return sys.modules[MODULE_NAME]
+    loader = importlib.machinery.ExtensionFileLoader(MODULE_NAME, str(path))
+    spec = importlib.util.spec_from_file_location(MODULE_NAME, path, loader=loader)
+    if spec is None:
+        raise SoftEngineUnavailable(f"cannot load the soft CPU's C hooks from {path}")
+    module = importlib.util.module_from_spec(spec)
+    try:
+        loader.exec_module(module)
+    except ImportError as error:
+        raise SoftEngineUnavailable(f"cannot load the soft CPU's C hooks from {path}: {error}") from None
+    sys.modules[MODULE_NAME] = module
+    return module

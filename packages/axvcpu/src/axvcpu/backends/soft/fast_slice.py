@@ -1,0 +1,159 @@
+"""``FastHart``: one hart's C hooks (``fast_engine.c``) and the flags other threads raise.
+
+Theory of operation. With the C engine a slice is ``emu_start`` with no count: the C block hook
+ends it, before the block runs, when the event flag is set (any thread: an interrupt line, a
+kick, an IPI, a stage-2 or code change), when mtime reaches the hart's mtimecmp (the timer is
+armed: MTIE enabled, or mtimecmp written during the slice), or after a bound of blocks. The flag
+is only read on the hart's own thread, inside its run, so nothing stops unicorn from outside
+(which corrupted boots, NOTES.md). The C INTR hook answers rdtime and enters ecall traps; what
+it does not handle (and the ecalls the ecall observer watches) reaches the Python handler.
+
+``engine_choice`` picks the engine: ``AXVISOR_SOFT_ENGINE=c|python`` or the backend's
+``engine=``; by default C when it builds here, else Python with one warning line.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+from collections.abc import Callable
+from typing import Any
+
+from .fast_ffi import SoftEngineUnavailable, engine_functions, load
+
+ENGINE_ENV = "AXVISOR_SOFT_ENGINE"
+ENGINES = ("c", "python")
+NO_TIMER = (1 << 64) - 1
+CHECK_EVERY = 64
+"""Blocks between two looks at the clock: a few microseconds of guest time, so a timer
+deadline is met that late at most, while clock_gettime stays off most blocks."""
+
+STOP_EVENT, STOP_BOUND, STOP_TIMER = 1, 2, 3
+_MAX_WATCH = 8
+_INTR_CB = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_uint32, ctypes.c_void_p)
+_log = logging.getLogger(__name__)
+_warned = False
+
+
+def engine_choice(requested: str | None = None) -> str:
+    """``"c"`` or ``"python"``: ``requested``, else ``$AXVISOR_SOFT_ENGINE``, else C if it builds."""
+    global _warned
+    value = (requested or os.environ.get(ENGINE_ENV) or "auto").strip().lower()
+    if value == "python":
+        return "python"
+    if value not in ("c", "auto"):
+        raise ValueError(f"soft CPU engine {value!r} ({ENGINE_ENV} or engine=): expected one of {', '.join(ENGINES)}")
+    try:
+        load()
+    except SoftEngineUnavailable as error:
+        if value == "c":
+            raise
+        if not _warned:
+            _warned = True
+            _log.warning("%s; running the slower pure-Python soft CPU engine", error)
+        return "python"
+    return "c"
+
+
+class FastClock:
+    """The VM clock's state as the C hooks read it (the backend keeps it equal to its own)."""
+
+    def __init__(self, t0_ns: int, ns_per_tick: int) -> None:
+        module = load()
+        self._lib = module.lib
+        self.ptr: Any = module.ffi.new("axv_clock *")
+        self.ptr.t0_ns = t0_ns
+        self.ptr.paused_ns = -1
+        self.ptr.ns_per_tick = ns_per_tick
+
+    def update(self, t0_ns: int, paused_ns: int | None) -> None:
+        self.ptr.t0_ns = t0_ns
+        self.ptr.paused_ns = -1 if paused_ns is None else paused_ns
+
+    def mtime(self) -> int:
+        """What rdtime in C answers now."""
+        return int(self._lib.axv_mtime(self.ptr))
+
+
+class FastHart:
+    """The C hooks installed on one engine; ``fallback(intno)`` handles what C leaves."""
+
+    def __init__(self, clock: FastClock, uc_handle: int, fallback: Callable[[int], None]) -> None:
+        module = load()
+        ffi, lib = module.ffi, module.lib
+        self._lib = lib
+        self._fallback = fallback
+        self.hook_error: BaseException | None = None
+        h = ffi.new("axv_hart *")
+        self._clock = clock  # the struct must outlive the hooks that read it
+        h.clock = clock.ptr
+        for field, address in engine_functions(ffi).items():
+            setattr(h.fns, field, address)
+        h.mtimecmp = NO_TIMER
+        h.check_every = CHECK_EVERY
+        self._callback = _INTR_CB(self._on_fallback)  # kept referenced: C holds its address
+        h.fallback = ffi.cast("void *", ctypes.cast(self._callback, ctypes.c_void_p).value or 0)
+        self._h = h
+        self._watching: object = object()  # the observer the watch table was built for
+        err = lib.axv_install(h, ffi.cast("void *", uc_handle))
+        if err:
+            raise RuntimeError(f"uc_hook_add failed installing the soft CPU's C hooks (unicorn error {err})")
+
+    def _on_fallback(self, _uc: int | None, intno: int, _user: int | None) -> None:
+        try:
+            self._fallback(intno)
+        except BaseException as error:  # never unwind through C: reported after emu_start
+            if self.hook_error is None:
+                self.hook_error = error
+
+    # -- any thread ---------------------------------------------------------------------------
+
+    def raise_event(self) -> None:
+        """End the running slice at its next block (a no-op cost when none runs)."""
+        self._h.event = 1
+
+    def set_mtimecmp(self, value: int) -> None:
+        """A new compare value: armed, since firmware enables MTIE right after writing one."""
+        self._h.mtimecmp = value
+        self._h.timer_armed = 1
+
+    # -- the hart's thread ----------------------------------------------------------------------
+
+    def clear_event(self) -> None:
+        """Forget events already seen: called before the slice's lines and requests are taken."""
+        self._h.event = 0
+
+    def begin(self, blocks: int, timer_armed: bool) -> None:
+        self._lib.axv_slice_begin(self._h, blocks, 1 if timer_armed else 0)
+
+    @property
+    def stop_reason(self) -> int:
+        """STOP_EVENT/STOP_BOUND/STOP_TIMER when the block hook ended the slice, else 0."""
+        return int(self._h.stop_reason)
+
+    @property
+    def time_reads(self) -> int:
+        return int(self._h.time_reads)
+
+    @property
+    def ecalls(self) -> int:
+        return int(self._h.ecalls)
+
+    def watch_ecalls(self, observer: object) -> None:
+        """Route to Python only the ecalls ``observer`` may answer True for (its ``watched_calls``:
+        (priv, a7, a6 or None) triples); every ecall when it does not say; none without one."""
+        if observer is self._watching:
+            return
+        self._watching = observer
+        h = self._h
+        watched = getattr(observer, "watched_calls", None) if observer is not None else ()
+        if watched is None or len(watched) > _MAX_WATCH:
+            h.ecall_mode = 0
+            return
+        for i, (priv, a7, a6) in enumerate(watched):
+            h.watch[i][0] = priv
+            h.watch[i][1] = a7
+            h.watch[i][2] = NO_TIMER if a6 is None else a6
+        h.n_watch = len(watched)
+        h.ecall_mode = 1

@@ -1,0 +1,224 @@
+"""The soft CPU's speed mechanisms: fault hooks outside RAM, slices ended by events and the timer
+(C engine), rdtime in C on the backend's clock, and code re-translated after device writes."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+
+import pytest
+
+from axaddrspace import PAGE_SIZE, GuestMemoryRegion, GuestPhysAddr, MappingFlags
+from axvcpu import Halt, Nothing
+from axvcpu.backends.soft.engine_ranges import FLUSH_ALL_PAGES, CodeRanges, hook_gaps
+
+from .riscv_asm import RAM_BASE, encode, requires_riscv_toolchain
+from .soft_machine import SoftMachine
+
+INT = 1 << 63
+LAST = (1 << 64) - 1
+RWX = MappingFlags.READ | MappingFlags.WRITE | MappingFlags.EXECUTE
+NO_BOUND = 1 << 62
+"""A slice bound no test reaches: the slice can only end by an event or the timer."""
+
+M_HANDLER = """
+.align 4
+mtrap:
+  csrr a1, mcause
+  csrr a2, mepc
+  csrr a3, mtval
+  csrw mie, zero
+2: wfi
+  j 2b
+"""
+
+
+# -- pure parts ---------------------------------------------------------------------------------
+
+
+def test_hook_gaps_are_the_complement_of_ram_and_windows() -> None:
+    assert hook_gaps([]) == [(0, LAST)]
+    assert hook_gaps([(0x8000_0000, 0x1000), (0x1000_0000, 0x100)]) == [
+        (0, 0x0FFF_FFFF),
+        (0x1000_0100, 0x7FFF_FFFF),
+        (0x8000_1000, LAST),
+    ]
+    assert hook_gaps([(0, 0x2000), (0x1000, 0x2000), (0x3000, 0x1000)]) == [(0x4000, LAST)]  # overlap, touch
+    assert hook_gaps([(LAST + 1 - PAGE_SIZE, PAGE_SIZE)]) == [(0, LAST - PAGE_SIZE)]
+
+
+def test_code_ranges_collect_pages_and_fall_back_to_a_full_flush() -> None:
+    ranges = CodeRanges()
+    assert not ranges
+    ranges.add(RAM_BASE + 0xFFF, 2)  # crosses a page boundary
+    ranges.add(RAM_BASE, 1)
+    ranges.add(RAM_BASE, 0)
+    assert ranges.take() == ([RAM_BASE, RAM_BASE + PAGE_SIZE], False)
+    assert not ranges
+    ranges.add(RAM_BASE, (FLUSH_ALL_PAGES + 1) * PAGE_SIZE)
+    assert ranges.take() == ([], True)
+    assert ranges.take() == ([], False)
+
+
+# -- both engines -------------------------------------------------------------------------------
+
+pytestmark = requires_riscv_toolchain
+
+
+@pytest.fixture(params=["c", "python"])
+def engine(request: pytest.FixtureRequest) -> str:
+    if request.param == "c":
+        from .conftest import soft_engine_available
+
+        soft_engine_available()
+    return str(request.param)
+
+
+@pytest.fixture
+def machines() -> Iterator[list[SoftMachine]]:
+    made: list[SoftMachine] = []
+    yield made
+    for machine in made:
+        machine.close()
+
+
+def build(machines: list[SoftMachine], source: str, **kwargs: object) -> SoftMachine:
+    machine = SoftMachine(source, **kwargs)  # type: ignore[arg-type]
+    machines.append(machine)
+    return machine
+
+
+def test_code_written_through_guest_memory_is_retranslated(machines: list[SoftMachine], engine: str) -> None:
+    """Device DMA (GuestMemory.write_from, writable views) never passes through the engine."""
+    m = build(machines, "loop:\nsite:\n li a1, 1\n wfi\n j loop\n", engine=engine)
+    assert isinstance(m.vcpu.run(), Halt)
+    assert m.reg("a1") == 1
+    m.memory.write_from(m.sym("site"), encode("li a1, 2").to_bytes(2, "little"))
+    assert isinstance(m.vcpu.run(), Halt)  # resumes after the wfi and runs the loop again
+    assert m.reg("a1") == 2
+    assert m.vcpu.code_invalidations == 1
+    assert m.vcpu.translation_flushes == 0  # one page, not the whole cache
+
+
+def test_code_written_through_a_writable_view_is_retranslated(machines: list[SoftMachine], engine: str) -> None:
+    m = build(machines, "loop:\nsite:\n li a1, 1\n wfi\n j loop\n", engine=engine)
+    assert isinstance(m.vcpu.run(), Halt)
+    view = m.memory.view(m.sym("site"), 2, writable=True)
+    view[:] = encode("li a1, 3").to_bytes(2, "little")
+    assert isinstance(m.vcpu.run(), Halt)
+    assert m.reg("a1") == 3
+
+
+def test_ram_mapped_and_unmapped_after_the_hart_exists_keeps_faults_hooked(
+    machines: list[SoftMachine], engine: str
+) -> None:
+    """Fault hooks cover only what is not RAM, so they move with every mapping change."""
+    m = build(
+        machines,
+        """
+        la t0, mtrap
+        csrw mtvec, t0
+        li t0, 0x30000000
+        li t1, 77
+        sd t1, 8(t0)
+        ld a4, 8(t0)
+        wfi
+        ld a5, 16(t0)
+        """
+        + "1: wfi\n j 1b\n"
+        + M_HANDLER,
+        engine=engine,
+    )
+    extra = GuestMemoryRegion.anonymous(0x3000_0000, PAGE_SIZE)
+    m.backend.stage2.map(extra, RWX)
+    assert isinstance(m.vcpu.run(), Halt)
+    assert m.reg("a4") == 77
+    m.backend.stage2.unmap(GuestPhysAddr(0x3000_0000), PAGE_SIZE)
+    extra.close()
+    assert isinstance(m.vcpu.run(), Nothing)  # the load faults: an access fault trap, not a failure
+    m.run_until_halt()
+    assert m.reg("a1") == 5  # load access fault
+    assert m.reg("a3") == 0x3000_0010
+
+
+def test_rdtime_reads_exactly_the_backend_clock(machines: list[SoftMachine], engine: str) -> None:
+    m = build(machines, "rdtime a4\n wfi\n csrr a5, time\n 1: wfi\n j 1b\n", engine=engine)
+    m.backend.pause_clock()
+    assert isinstance(m.vcpu.run(), Halt)
+    assert m.reg("a4") == m.backend.mtime()
+    m.backend.restore_clock(123_456_789)  # paused still: the clock reads exactly that
+    assert isinstance(m.vcpu.run(), Halt)
+    assert m.reg("a5") == 123_456_789 == m.backend.mtime()
+    assert m.vcpu.time_reads == 2
+
+
+# -- the C engine: slices end on events and at the timer deadline ---------------------------------
+
+
+@pytest.fixture
+def c_engine() -> None:
+    from .conftest import soft_engine_available
+
+    soft_engine_available()
+
+
+def _run_while(m: SoftMachine, poke: threading.Event, action: object) -> object:
+    """run() once while another thread repeats ``action`` until it returns (a flag raised before
+    the slice starts is cleared with the slice's start, so one call could come too early)."""
+
+    def keep_poking() -> None:
+        while not poke.wait(0.001):
+            action()  # type: ignore[operator]
+
+    thread = threading.Thread(target=keep_poking)
+    thread.start()
+    try:
+        return m.vcpu.run()
+    finally:
+        poke.set()
+        thread.join()
+
+
+@pytest.mark.usefixtures("c_engine")
+def test_a_kick_ends_a_slice_that_has_no_bound(machines: list[SoftMachine]) -> None:
+    m = build(machines, "1: addi a1, a1, 1\n j 1b\n", engine="c", slice_instructions=NO_BOUND)
+    assert _run_while(m, threading.Event(), m.vcpu.kick) == Nothing()
+    assert m.reg("a1") > 0
+
+
+@pytest.mark.usefixtures("c_engine")
+def test_a_line_raised_from_another_thread_ends_the_slice(machines: list[SoftMachine]) -> None:
+    m = build(machines, "1: addi a1, a1, 1\n j 1b\n", engine="c", slice_instructions=NO_BOUND)
+    line = m.backend.hart_line(0, 9)
+    level = [False]
+
+    def toggle() -> None:
+        level[0] = not level[0]
+        line.set_level(level[0])
+
+    assert _run_while(m, threading.Event(), toggle) == Nothing()
+
+
+@pytest.mark.usefixtures("c_engine")
+def test_the_timer_deadline_ends_the_slice_and_the_interrupt_is_taken(machines: list[SoftMachine]) -> None:
+    m = build(
+        machines,
+        """
+        la t0, mtrap
+        csrw mtvec, t0
+        li t0, 0x80
+        csrs mie, t0              # MTIE
+        csrsi mstatus, MSTATUS_MIE
+    spin:
+        addi a4, a4, 1
+        j spin
+        """
+        + M_HANDLER,
+        engine="c",
+        slice_instructions=NO_BOUND,
+    )
+    m.backend.set_mtimecmp(0, m.backend.mtime() + 2_000)  # 200 us ahead
+    assert m.vcpu.run() == Nothing()  # ended by the deadline: nothing else can end it
+    m.run_until_halt()
+    assert m.reg("a1") == INT | 7
+    assert m.reg("a4") > 0
