@@ -11,6 +11,7 @@ import time
 
 import pytest
 
+from axaddrspace import GuestPhysAddr
 from axvcpu import Halt, Nothing
 
 from .a64_machine import DATA, RAM_BASE, A64Machine
@@ -390,5 +391,18 @@ window:
         rec = record(m)
         assert m.reg("x9") == 1 and rec["vector"] == 0x280
         assert rec["elr"] == m.sym("window")  # taken right after the unmask
+    finally:
+        m.close()
+
+
+def test_setup_again_starts_with_the_mmu_off_as_psci_cpu_on_requires() -> None:
+    m = A64Machine(START + MMU_ON + "mrs x5, sctlr_el1\n" + HALT + VECTORS)
+    try:
+        build_tables(m)
+        m.run_until_halt()
+        assert m.reg("x5") & 1 == 1  # the guest turned its MMU on
+        m.vcpu.setup(GuestPhysAddr(RAM_BASE), None)
+        assert m.reg("sctlr_el1") & 1 == 0
+        assert m.reg("pstate") == 0x3C5 and m.reg("pc") == RAM_BASE
     finally:
         m.close()

@@ -222,6 +222,7 @@ class Aarch64SoftVCpu(ArchVCpu):
         self.irqs_entered = 0
         self.translation_flushes = 0
         self._configure_els()
+        self._sctlr_reset = self._regs.sysreg(r.SCTLR_EL1)
         self._uc.hook_add(UC_HOOK_INTR, self._on_exception)
         self._place_fault_hooks()
         self._uc.hook_add(UC_HOOK_INSN, self._on_msr, None, 1, 0, ac.UC_ARM64_INS_MSR)
@@ -237,9 +238,12 @@ class Aarch64SoftVCpu(ArchVCpu):
     # -- ArchVCpu -----------------------------------------------------------------------------------
 
     def setup(self, entry: GuestPhysAddr, stage2: Stage2Mapper | None) -> None:
-        """PC at ``entry``, EL1h with D, A, I, F masked; RAM comes from the backend's stage-2."""
+        """PC at ``entry``, EL1h with D, A, I, F masked, the MMU and caches off (SCTLR_EL1 as at
+        reset: a CPU that PSCI CPU_ON starts again must not keep its old translation regime);
+        RAM comes from the backend's stage-2."""
         with self.engine_lock:
             self._check_open()
+            self._regs.set_sysreg(r.SCTLR_EL1, self._sctlr_reset)
             self._regs.write(r.PSTATE, _DAIF_RESET | PSTATE_EL1H)
             self._regs.rebuild_hflags()
             self._regs.write_many([(r.PC, int(entry))])
@@ -503,8 +507,16 @@ class Aarch64SoftVCpu(ArchVCpu):
 
     # -- hooks inside emu_start ---------------------------------------------------------------------------
 
-    def _on_msr(self, uc: Any, _reg: int, cp: Any, _user_data: object) -> int:
+    def _on_msr(self, uc: Any, reg: int, cp: Any, user_data: object) -> int:
         """MSR to a timer register: done here (unicorn drops CTL writes); 0 lets unicorn run it."""
+        try:
+            return self._msr(cp)
+        except Exception as err:  # a fault here must not escape into unicorn's callback
+            self._fail = f"vCPU {self.vcpu_id}: emulating an MSR failed: {err!r}"
+            uc.emu_stop()
+            return 1
+
+    def _msr(self, cp: Any) -> int:
         key = (cp.op0, cp.op1, cp.crn, cp.crm, cp.op2)
         timer = _TIMER_CTL.get(key)
         if timer is not None:
