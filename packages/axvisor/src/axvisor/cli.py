@@ -20,7 +20,6 @@ from .console import ConsoleMux, Terminal
 from .errors import USAGE_EXIT_STATUS, UserError
 from .operate_cli import OPERATE_COMMANDS, add_operate_parsers, run_operate
 from .plan import plan_vm
-from .restore_cli import add_restore_arguments, cmd_restore
 from .session import report, run_session
 from .shutdown import StopRequest
 from .vmm import build_vm
@@ -75,7 +74,9 @@ def build_parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", help="run the VMs described by CONFIG files",
                               description=RUN_DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
     run.add_argument("configs", nargs="*", metavar="CONFIG")
-    add_restore_arguments(run)
+    run.add_argument("--restore", metavar="DIR", help="run the VM saved in DIR by 'vm snapshot' from where it was")
+    run.add_argument("--clone", metavar="N", type=int, help="with --restore: run N clones of the saved VM")
+    run.add_argument("--force", action="store_true", help="with --restore: accept disks changed since the snapshot")
     run.add_argument("--gdb", metavar="tcp:PORT|unix:PATH", help="serve gdb's remote protocol for the VM (one CONFIG)")
     run.add_argument("--paused", action="store_true", help="with --gdb: no guest instruction runs until gdb continues")
     check = commands.add_parser("check", help="validate CONFIG files and print a summary")
@@ -188,6 +189,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             return run_with_gdb(args.configs, args.gdb, args.paused)
         if args.restore is not None:
+            from .restore_cli import cmd_restore  # only when asked for: run's start-up stays lean
+
             return cmd_restore(args)
         if not args.configs:
             build_parser().error("run: the following arguments are required: CONFIG (or --restore DIR)")

@@ -23,12 +23,6 @@ from .shutdown import StopRequest
 from .vmm import VmmHost, build_vm
 
 
-def add_restore_arguments(run: argparse.ArgumentParser) -> None:
-    run.add_argument("--restore", metavar="DIR", help="run the VM saved in DIR by 'vm snapshot' from where it was")
-    run.add_argument("--clone", metavar="N", type=int, help="with --restore: run N clones of the saved VM")
-    run.add_argument("--force", action="store_true", help="with --restore: accept disks changed since the snapshot")
-
-
 def cmd_restore(args: argparse.Namespace) -> int:
     """Restore (or clone) and run until the last VM ends; exit status as ``axvisor run``."""
     # Snapshots only here: cli.py imports this module for every run (its flags), and the snapshot

@@ -9,7 +9,6 @@ disk, copied with reflinks where the file system has them) or the snapshot's dis
 
 from __future__ import annotations
 
-import importlib.metadata
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -25,6 +24,10 @@ Sink = Callable[[bytes], object]
 
 
 def project_version() -> str:
+    """axvisor's version, for the manifest (importlib.metadata is imported only here: it costs
+    run's start-up a fifth of a second)."""
+    import importlib.metadata
+
     try:
         return importlib.metadata.version("axvisor")
     except importlib.metadata.PackageNotFoundError:
