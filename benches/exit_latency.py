@@ -92,8 +92,9 @@ def c_seconds(config: Path, binary: Path, folder: Path) -> Seconds:
         lines = [f"reg {name} {vcpu.get_register(name)}" for name in REGISTERS]
         for name in SEGMENTS:
             s = vcpu.get_segment(name)
-            lines.append(f"seg {name} {s.base} {s.limit} {s.selector} {s.type} {s.present} {s.dpl} {s.db} {s.s} "
-                         f"{s.l} {s.g}")
+            lines.append(
+                f"seg {name} {s.base} {s.limit} {s.selector} {s.type} {s.present} {s.dpl} {s.db} {s.s} " f"{s.l} {s.g}"
+            )
         for name in DESCRIPTOR_TABLES:
             base, limit = vcpu.get_descriptor_table(name)
             lines.append(f"dt {name} {base} {limit}")
@@ -115,8 +116,10 @@ def per_exit(measure: Callable[[Path], Seconds], small: Path, large: Path, write
 def line(label: str, ours: list[Seconds], peer: list[Seconds], field: str) -> str:
     mine = statistics.median(getattr(s, field) for s in ours) * 1e6
     theirs = statistics.median(getattr(s, field) for s in peer) * 1e6
-    return (f"  {label:<5} ours {mine:6.1f} us, C loop {theirs:6.1f} us, ratio {mine / theirs:.2f}, "
-            f"added {mine - theirs:+6.1f} us (target: added <= 3 us)")
+    return (
+        f"  {label:<5} ours {mine:6.1f} us, C loop {theirs:6.1f} us, ratio {mine / theirs:.2f}, "
+        f"added {mine - theirs:+6.1f} us (target: added <= 3 us)"
+    )
 
 
 def main() -> int:
@@ -133,8 +136,9 @@ def main() -> int:
         folder = Path(tmp)
         subprocess.run([str(ROOT / "tests/guests/build.sh"), str(folder), "bench"], check=True)
         binary = folder / "kvm_exit_loop"
-        subprocess.run(["gcc", "-O2", "-Wall", "-o", str(binary), str(Path(__file__).parent / "kvm_exit_loop.c")],
-                       check=True)
+        subprocess.run(
+            ["gcc", "-O2", "-Wall", "-o", str(binary), str(Path(__file__).parent / "kvm_exit_loop.c")], check=True
+        )
         image = folder / "bench.bin"
         for port, label in PORTS.items():
             small = write_config(folder, image, args.writes, port)
