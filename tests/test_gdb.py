@@ -324,3 +324,14 @@ def test_one_thread_per_vcpu_on_a_four_hart_uboot(manager: VmManager, console: b
     assert f"Breakpoint 1, 0x{UBOOT_ENTRY:016x}" in out
     assert value(out, "2") == 2  # thread 3 is hart 2
     wait_for(lambda: b"Hit any key to stop autoboot" in console, "U-Boot's autoboot countdown")
+
+
+@pytest.mark.usefixtures("kvm", "guests")
+def test_a_guest_that_powers_off_while_gdb_waits_is_reported_exited() -> None:
+    with VmManager() as manager:
+        vm = manager.create(HELLO_X86)
+        peer = RawGdb(int(manager.gdb_serve(vm.id, "tcp:0").rsplit(":", 1)[1]))
+        assert peer.ask(b"?") == b"T05thread:1;"
+        peer.send(b"c")
+        assert peer.reply() == b"W00"  # exited with status 0
+        assert manager.get(vm.id).state is VMState.STOPPED

@@ -195,7 +195,11 @@ class _Connection:
             log.info("gdb: VM %d: pausing: %s", self.vm_id, error)
 
     def _ended(self, session: GdbSession) -> bool:
-        info = self.manager.get(self.vm_id)
+        try:
+            info = self.manager.get(self.vm_id)
+        except ManagerError:  # deleted, or the manager is closing: nothing left to debug
+            session.closed = True
+            return True
         if info.state not in (VMState.STOPPED, VMState.FAILED):
             return False
         code = info.exit_code if info.exit_code is not None else 1
