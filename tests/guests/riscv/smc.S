@@ -3,14 +3,16 @@
 # instruction sequence that change every time), calls riscv_flush_icache(X, X + 4096, 0) as the
 # kernel ABI requires, runs the function through X and compares what it returned with what the
 # code just written computes. A stale translation of X's page returns the previous iteration's
-# value. With THREADS=1 a second thread runs the code, moving to another hart every 16
+# value. With THREADS=1 a second thread runs the code, moving to another hart every 8
 # iterations (sched_setaffinity, errors ignored on one hart), so the writer's flush has to reach
 # other harts (SBI remote fence.i, or the fence.i Linux does when the thread switches in).
 # Assembled with --defsym THREADS=0|1 --defsym ITERATIONS=n. Prints one line:
 #   smc: ok MODE ITERATIONS       or      smc: FAIL iteration I got V expected E
+# THREADS=1 adds " harts MASK" to the ok line: the harts the second thread ran the code on.
 
     .include "sys.S"
 
+    .equ SYS_GETCPU, 168
     .equ CLONE_THREAD_FLAGS, 0x50f00  # CLONE_VM|FS|FILES|SIGHAND|THREAD|SYSVSEM
     .equ STACK_SIZE, 65536
     .equ PAGE, 4096
@@ -38,6 +40,9 @@ got_end:
 expected_text:
     .ascii " expected "
 expected_end:
+harts_text:
+    .ascii " harts "
+harts_end:
 setup_text:
     .ascii "smc: FAIL setup\n"
 setup_end:
@@ -49,12 +54,14 @@ newline:
     .equ GOT_LEN, got_end - got_text
     .equ EXPECTED_LEN, expected_end - expected_text
     .equ SETUP_LEN, setup_end - setup_text
+    .equ HARTS_LEN, harts_end - harts_text
 
     .data
     .balign 8
 seq:    .word 0     # iteration the writer has published (threads)
 done:   .word 0     # iteration the executor has run (threads)
 result: .dword 0    # what the executor's call returned (threads)
+harts:  .dword 0    # bit n: the executor ran the code on hart n (threads)
 
     .text
     .globl _start
@@ -135,6 +142,14 @@ loop:
     call put_str
     li a0, ITERATIONS
     call put_hex
+    .if THREADS
+    la a0, harts_text
+    li a1, HARTS_LEN
+    call put_str
+    la t1, harts
+    ld a0, 0(t1)
+    call put_hex
+    .endif
     call put_newline
     li a0, 0
     SYSCALL SYS_EXIT_GROUP
@@ -172,10 +187,10 @@ setup_failed:
 executor:
     li t0, ITERATIONS
     bgt s4, t0, 3f
-    andi t0, s4, 15
+    andi t0, s4, 7
     li t1, 1
     bne t0, t1, 1f
-    srli a0, s4, 4              # at i = 1, 17, 33 ...: move to hart 1 + (i / 16) % 3
+    srli a0, s4, 3              # at i = 1, 9, 17 ...: move to hart 1 + (i / 8) % 3
     li t0, 3
     remu a0, a0, t0
     addi a0, a0, 1
@@ -187,8 +202,22 @@ executor:
     j 1b
 2:  fence r, rw
     jalr ra, 0(s3)
+    mv s6, a0
+    addi sp, sp, -16
+    mv a0, sp
+    li a1, 0
+    li a2, 0
+    SYSCALL SYS_GETCPU
+    lw t0, 0(sp)
+    addi sp, sp, 16
+    li t1, 1
+    sll t1, t1, t0
+    la t2, harts
+    ld t3, 0(t2)
+    or t3, t3, t1
+    sd t3, 0(t2)
     la t1, result
-    sd a0, 0(t1)
+    sd s6, 0(t1)
     fence rw, w
     la t1, done
     sw s4, 0(t1)
