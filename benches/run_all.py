@@ -40,9 +40,12 @@ BENCHES = (
     Bench("idle_memory", (), ()),
     Bench("exit_latency", ("--repeat", "5"), ("--repeat", "2")),
     Bench("control_api", (), ("--calls", "500", "--cycles", "20")),
+    Bench("snapshot_restore", ("--runs", "3", "--cold-runs", "1"), ("--runs", "1", "--cold-runs", "1")),
+    Bench("gdb_breakpoints", ("--boots", "3"), ("--boots", "1")),
+    Bench("aarch64_boot", ("--uboot-runs", "3", "--linux-runs", "1"), ("--uboot-runs", "1", "--linux-runs", "1")),
 )
-"""Run counts chosen so the whole list takes a few minutes once the soft CPU meets its targets
-(the Linux boots dominate: 3 + 3 + 3 on each side)."""
+"""Run counts chosen so the whole list takes minutes once the soft CPU meets its targets (the
+riscv Linux boots dominate: 3 per hart count and 3 disk reads on each side)."""
 
 RESULT_WORDS = ("ratio", "target")
 """A printed line holding one of these is a result line, repeated in the summary."""
