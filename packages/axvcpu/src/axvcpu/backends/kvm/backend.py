@@ -6,8 +6,10 @@ interrupt lines. It imports neither axvm nor axdevice: they only need its shape.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
+
+from axaddrspace import AccessWidth
 
 from . import state
 from .kick import install_kick_signal
@@ -49,6 +51,15 @@ class KvmX86Backend:
 
     def irq_line(self, irq: int) -> KvmIrqLine:
         return self._vm.irq_line(irq)
+
+    def notify_on_write(self, addr: int, width: AccessWidth, value: int, callback: Callable[[], object]) -> None:
+        """Guest MMIO writes of ``value`` at ``width`` to ``addr`` call ``callback`` on the VM's
+        eventfd thread instead of exiting (KVM_IOEVENTFD; axvm's ``WriteEvents``)."""
+        self._vm.notify_on_write(addr, int(width), callback, datamatch=value)
+
+    def stop_write_events(self) -> None:
+        """No more ``notify_on_write`` callbacks from now on (the one in progress finishes first)."""
+        self._vm.stop_notifications()
 
     def pause_clock(self) -> None:
         """Remember the kvmclock now (axvm's GuestClock); call with every vCPU out of KVM_RUN."""

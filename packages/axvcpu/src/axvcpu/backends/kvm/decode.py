@@ -151,7 +151,8 @@ class ExitDecoder:
             write_key = (words[0], words[1], packed)
             exit_reason = self._cache.get(write_key)
             if exit_reason is None:
-                exit_reason = self._keep(write_key, MmioWrite(GuestPhysAddr(words[0]), _MMIO_WIDTHS[packed >> 3], words[1]))
+                width = _MMIO_WIDTHS[packed >> 3]
+                exit_reason = self._keep(write_key, MmioWrite(GuestPhysAddr(words[0]), width, words[1]))
             return exit_reason
         if kind == self._mmio_read:
             size = packed >> 3

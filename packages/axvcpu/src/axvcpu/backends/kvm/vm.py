@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from axaddrspace import (
@@ -29,6 +30,7 @@ from axaddrspace import (
 )
 
 from .errors import KvmError, check
+from .eventfds import EventfdWatcher
 from .slots import Slot, SlotTable
 from .system import Kvm
 from .vcpu import KvmVCpu
@@ -82,6 +84,7 @@ class KvmVm:
         self._lock = threading.Lock()
         self._vcpus: list[KvmVCpu] = []
         self._eventfds: list[int] = []
+        self._watcher: EventfdWatcher | None = None
         self._memory = AttachedMemory()
         try:
             self.fd = check(lib.axv_ioctl_int(self.kvm.fd, lib.KVM_CREATE_VM, 0), "KVM_CREATE_VM")
@@ -257,6 +260,31 @@ class KvmVm:
         self._register_eventfd(fd, "KVM_IOEVENTFD", lib.KVM_IOEVENTFD, event)
         return fd
 
+    def notify_on_write(self, addr: int, length: int, callback: Callable[[], object],
+                        datamatch: int | None = None, pio: bool = False) -> int:
+        """An ``ioeventfd`` whose signals call ``callback`` on the VM's eventfd thread.
+
+        The matching guest writes never leave KVM; ``callback`` runs once per wake-up of that
+        thread, however many writes it covers (see eventfds.py). Returns the eventfd.
+        """
+        fd = self.ioeventfd(addr, length, datamatch, pio)
+        with self._lock:
+            if self._watcher is None:
+                self._watcher = EventfdWatcher(f"kvm-vm{self.fd}-eventfds")
+            watcher = self._watcher
+        watcher.watch(fd, callback)
+        return fd
+
+    def stop_notifications(self) -> None:
+        """Stop calling ``notify_on_write`` callbacks (waits for one in progress); idempotent.
+
+        A VM being torn down calls this before the devices the callbacks reach are released.
+        """
+        with self._lock:
+            watcher, self._watcher = self._watcher, None
+        if watcher is not None:
+            watcher.close()
+
     def _new_eventfd(self) -> int:
         return os.eventfd(0, os.EFD_CLOEXEC | os.EFD_NONBLOCK)
 
@@ -303,6 +331,7 @@ class KvmVm:
 
     def close(self) -> None:
         """Close the vCPUs, the eventfds, the VM fd and (if this VM opened it) /dev/kvm."""
+        self.stop_notifications()
         with self._lock:
             vcpus, self._vcpus = self._vcpus, []
             eventfds, self._eventfds = self._eventfds, []
