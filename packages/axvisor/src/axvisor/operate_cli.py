@@ -24,8 +24,8 @@ exit status: 128+N when stopped by signal N (130 SIGINT, 143 SIGTERM); 2 for a b
 
 SHELL_DESCRIPTION = """\
 AxVisor's vm shell over VMs in this process: vm create/start/stop/suspend/resume/reset/restart/
-delete/list/show/console, plus vm mem, vm regs, vm translate; 'help' lists them. CONFIG files are
-created (Ready) at start. 'exit' or Ctrl-D stops every VM and leaves."""
+delete/list/show/console, plus vm mem, vm regs, vm translate, vm gdb; 'help' lists them. CONFIG
+files are created (Ready) at start. 'exit' or Ctrl-D stops every VM and leaves."""
 
 CTL_DESCRIPTION = """\
 One vm shell command, carried out by a running 'axvisor serve' over its API, e.g.
