@@ -83,3 +83,12 @@ def test_a_device_over_ram_or_a_bad_slice_is_refused_naming_the_field(vm: VM) ->
     with pytest.raises(BadRequest) as error:
         vm.memory[0x8000_0010:0x8000_0000]
     assert error.value.field == "size"
+
+
+def test_the_readme_example_runs_on_riscv_linux() -> None:
+    """The README's scripting example, run as written: Linux's devmem reads and writes a device
+    the script adds to the running VM."""
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    section = readme.split("## Scripting a VM from Python", 1)[1]
+    code = section.split("```python\n", 1)[1].split("```", 1)[0]
+    exec(compile(code, "README.md", "exec"), {"__name__": "readme"})
