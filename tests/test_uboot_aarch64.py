@@ -22,15 +22,27 @@ pytestmark = pytest.mark.timeout(900)
 
 @pytest.fixture(scope="module", autouse=True)
 def debian_firmware() -> None:
-    subprocess.run([str(ROOT / "scripts" / "fetch-debian-images.sh"), "--arch", "arm64", "u-boot-qemu"], check=True,
-                   timeout=1200, capture_output=True)
+    subprocess.run(
+        [str(ROOT / "scripts" / "fetch-debian-images.sh"), "--arch", "arm64", "u-boot-qemu"],
+        check=True,
+        timeout=1200,
+        capture_output=True,
+    )
 
 
 @contextlib.contextmanager
 def vmm(config: Path) -> Iterator[pexpect.spawn]:
     """`axvisor run CONFIG` at a pseudo-terminal; once the body is done, it must have exited with 0."""
-    child = watch(pexpect.spawn(sys.executable, ["-m", "axvisor", "run", str(config)], cwd=str(ROOT), timeout=300,
-                                encoding="utf-8", codec_errors="replace"))
+    child = watch(
+        pexpect.spawn(
+            sys.executable,
+            ["-m", "axvisor", "run", str(config)],
+            cwd=str(ROOT),
+            timeout=300,
+            encoding="utf-8",
+            codec_errors="replace",
+        )
+    )
     try:
         yield child
     finally:
