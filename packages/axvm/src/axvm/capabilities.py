@@ -77,6 +77,17 @@ class EcallHook(Protocol):
     def set_ecall_observer(self, observer: EcallObserver | None) -> None: ...
 
 
+@runtime_checkable
+class WriteEvents(Protocol):
+    """Guest MMIO writes of one value to one address that the backend finishes itself and
+    reports to ``callback`` on a host thread of its own, without a vCPU exit (KVM ioeventfd):
+    virtio's QueueNotify. ``stop_write_events`` ends the callbacks before devices are released."""
+
+    def notify_on_write(self, addr: int, width: AccessWidth, value: int, callback: Callable[[], object]) -> None: ...
+
+    def stop_write_events(self) -> None: ...
+
+
 TimerSink = Callable[[int, int, bool], object]
 """``sink(vcpu, intid, level)``: a vCPU's generic timer output (INTID 27 virtual, 30 physical)
 changed level; called on that vCPU's own thread."""
@@ -105,6 +116,7 @@ class BackendCapabilities:
     inline_mmio: InlineMmio | None = None
     ecall_hook: EcallHook | None = None
     arm_cpu_lines: ArmCpuLines | None = None
+    write_events: WriteEvents | None = None
 
     @classmethod
     def of(cls, backend: VmBackend) -> BackendCapabilities:
@@ -116,6 +128,7 @@ class BackendCapabilities:
             inline_mmio=backend if isinstance(backend, InlineMmio) else None,
             ecall_hook=backend if isinstance(backend, EcallHook) else None,
             arm_cpu_lines=backend if isinstance(backend, ArmCpuLines) else None,
+            write_events=backend if isinstance(backend, WriteEvents) else None,
         )
 
     def need_irq_lines(self, who: str) -> IrqLines:

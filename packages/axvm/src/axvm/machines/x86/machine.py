@@ -26,6 +26,7 @@ from .cpu_state import enter_long_mode, enter_protected_mode
 from .e820 import e820_map
 from .linux import boot_params, minimal_setup_header
 from .mptable import MAX_MP_CPUS, mp_table
+from .notify import notify_through_backend
 from .pvh import start_info
 from .tables import write_cpu_tables
 
@@ -72,6 +73,12 @@ class X86Machine:
         return areas
 
     def platform_devices(self, target: BootTarget, ctx: DeviceContext) -> Sequence[BuiltDevice]:
+        """Also hands the config's virtio queue notifications to the backend where it can serve
+        them without a vCPU exit (KVM ioeventfd, see notify.py): the config's devices are
+        attached by now, the machine's own have no queues."""
+        events = target.backend.write_events
+        if events is not None and notify_through_backend(target.devices, events):
+            ctx.on_stop.insert(0, events.stop_write_events)  # before anything those callbacks reach is released
         uart = Uart16550(ctx.irq_line(COM1_IRQ), ctx.console_output)
         return (
             BuiltDevice(Uart16550Port(uart, 0x3F8), BusKind.PORT, uart, irqs=(COM1_IRQ,)),
