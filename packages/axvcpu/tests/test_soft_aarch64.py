@@ -8,6 +8,7 @@ compare it with what the Arm ARM says the exception reports.
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import pytest
 
@@ -16,6 +17,7 @@ from axvcpu import Halt, Nothing
 
 from .a64_machine import DATA, RAM_BASE, A64Machine
 from .aarch64_asm import requires_aarch64_toolchain
+from .host_tools import needs
 
 pytestmark = requires_aarch64_toolchain
 
@@ -404,5 +406,28 @@ def test_setup_again_starts_with_the_mmu_off_as_psci_cpu_on_requires() -> None:
         m.vcpu.setup(GuestPhysAddr(RAM_BASE), None)
         assert m.reg("sctlr_el1") & 1 == 0
         assert m.reg("pstate") == 0x3C5 and m.reg("pc") == RAM_BASE
+    finally:
+        m.close()
+
+
+@needs("gcc", why="the C filter in front of the MSR hook is compiled with the system compiler")
+def test_only_timer_msrs_reach_python_through_the_c_filter() -> None:
+    m = A64Machine(
+        "mov x0, #100\n1: mrs x1, daif\n msr daif, x1\n msr tpidr_el1, x0\n subs x0, x0, #1\n b.ne 1b\n"
+        " mov x2, #1\n msr cntv_ctl_el0, x2\n mrs x3, cntv_ctl_el0\n" + HALT
+    )
+    seen: list[tuple[int, int, int, int, int]] = []
+    vcpu = m.vcpu
+    original = vcpu._on_msr
+
+    def counting(uc: object, reg: int, cp: Any, user: object) -> int:
+        seen.append((cp.op0, cp.op1, cp.crn, cp.crm, cp.op2))
+        return original(uc, reg, cp, user)
+
+    vcpu._on_msr = counting  # type: ignore[method-assign]
+    try:
+        m.run_until_halt()
+        assert seen == [(3, 3, 14, 3, 1)]  # 200 MSRs to DAIF and TPIDR_EL1 stayed in C
+        assert m.reg("x3") & 3 == 1 and m.reg("tpidr_el1") == 1
     finally:
         m.close()

@@ -93,6 +93,8 @@ from .aarch64_exceptions import (
 )
 from .aarch64_irq import IrqInput
 from .aarch64_mmu import Walk, fault_status
+from .aarch64_msr_filter import SYS_HOOK
+from .aarch64_msr_filter import load as load_msr_filter
 from .aarch64_timer import PHYS, VIRT, GenericTimers, GuestCounter
 from .hart_context import HartContext
 
@@ -225,7 +227,32 @@ class Aarch64SoftVCpu(ArchVCpu):
         self._sctlr_reset = self._regs.sysreg(r.SCTLR_EL1)
         self._uc.hook_add(UC_HOOK_INTR, self._on_exception)
         self._place_fault_hooks()
-        self._uc.hook_add(UC_HOOK_INSN, self._on_msr, None, 1, 0, ac.UC_ARM64_INS_MSR)
+        self._install_msr_hook()
+
+    def _install_msr_hook(self) -> None:
+        """The MSR hook, behind the C filter that keeps non-timer registers out of Python
+        (``aarch64_msr_filter``), or the binding's Python hook where the filter cannot be built."""
+        self._msr_callback: Any = None
+        self._msr_user: Any = None
+        address = load_msr_filter()
+        if address is None or _uclib is None:
+            self._uc.hook_add(UC_HOOK_INSN, self._on_msr, None, 1, 0, ac.UC_ARM64_INS_MSR)
+            return
+        self._msr_callback = SYS_HOOK(lambda _uc, reg, cp, _user: self._on_msr(None, reg, cp.contents, None))
+        self._msr_user = ctypes.c_void_p(ctypes.cast(self._msr_callback, ctypes.c_void_p).value)
+        handle = ctypes.c_size_t()
+        status = _uclib.uc_hook_add(
+            self._uc._uch,
+            ctypes.byref(handle),
+            UC_HOOK_INSN,
+            ctypes.c_void_p(address),
+            ctypes.byref(self._msr_user),
+            ctypes.c_uint64(1),
+            ctypes.c_uint64(0),
+            ctypes.c_int(ac.UC_ARM64_INS_MSR),
+        )
+        if status:
+            raise UcError(status)
 
     def _configure_els(self) -> None:
         """Non-secure EL1 under an AArch64 EL2 the guest never enters (see the module docstring)."""
@@ -513,7 +540,7 @@ class Aarch64SoftVCpu(ArchVCpu):
             return self._msr(cp)
         except Exception as err:  # a fault here must not escape into unicorn's callback
             self._fail = f"vCPU {self.vcpu_id}: emulating an MSR failed: {err!r}"
-            uc.emu_stop()
+            self._uc.emu_stop()
             return 1
 
     def _msr(self, cp: Any) -> int:
