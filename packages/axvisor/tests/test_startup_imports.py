@@ -6,6 +6,7 @@ and reads ``sys.modules`` there.
 
 from __future__ import annotations
 
+import argparse
 import json
 import struct
 import subprocess
@@ -101,3 +102,18 @@ def test_running_a_riscv_vm_loads_only_what_it_needs(tmp_path: Path) -> None:
     assert status == 0  # the guest powered off with PASS: the run path really ran
     assert {"unicorn", "pyfdt", "axvm.machines.riscv.machine"} <= modules
     assert imported(modules, SERVER_AND_SHELL + NOT_FOR_A_RISCV_VM) == []
+
+
+def test_the_parser_built_for_one_command_reads_as_the_whole_one() -> None:
+    """main() builds only the arguments of the command it runs; --help and usage must not change."""
+    from axvisor.cli import COMMANDS, build_parser
+
+    def subparser(parser: argparse.ArgumentParser, name: str) -> argparse.ArgumentParser:
+        action = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+        return action.choices[name]
+
+    whole = build_parser()
+    for command in COMMANDS:
+        part = build_parser(command)
+        assert part.format_help() == whole.format_help(), command
+        assert subparser(part, command).format_help() == subparser(whole, command).format_help(), command

@@ -66,25 +66,47 @@ exit status:
            (every VM is stopped in order and the terminal restored first)"""
 
 
-def build_parser() -> argparse.ArgumentParser:
+COMMANDS = ("run", "check", "generate", "info", *OPERATE_COMMANDS)
+
+
+def _command_in(argv: Sequence[str]) -> str | None:
+    """The subcommand ``argv`` names: its first word that is not an option (axvisor's own options
+    take no value); None when there is none or it is not one of ours."""
+    word = next((arg for arg in argv if not arg.startswith("-")), None)
+    return word if word in COMMANDS else None
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The command line. With ``only``, every subcommand is still listed (--help, a misspelt one)
+    but only that one gets its arguments: each add_argument makes an argparse formatter, and the
+    fifty of the others are start-up time ``axvisor run`` does not need."""
+
+    def wanted(command: str) -> bool:
+        return only is None or only == command
+
     parser = _Parser(prog="axvisor", description="A hypervisor in Python, following AxVisor's layering.")
     parser.add_argument("--version", action=_VersionAction, help="show the version and exit")
     parser.add_argument("-v", "--verbose", action="store_true", help="log what the VMM does")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     run = commands.add_parser("run", help="run the VMs described by CONFIG files",
                               description=RUN_DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
-    run.add_argument("configs", nargs="*", metavar="CONFIG")
-    run.add_argument("--restore", metavar="DIR", help="run the VM saved in DIR by 'vm snapshot' from where it was")
-    run.add_argument("--clone", metavar="N", type=int, help="with --restore: run N clones of the saved VM")
-    run.add_argument("--force", action="store_true", help="with --restore: accept disks changed since the snapshot")
-    run.add_argument("--gdb", metavar="tcp:PORT|unix:PATH", help="serve gdb's remote protocol for the VM (one CONFIG)")
-    run.add_argument("--paused", action="store_true", help="with --gdb: no guest instruction runs until gdb continues")
+    if wanted("run"):
+        run.add_argument("configs", nargs="*", metavar="CONFIG")
+        run.add_argument("--restore", metavar="DIR", help="run the VM saved in DIR by 'vm snapshot' from where it was")
+        run.add_argument("--clone", metavar="N", type=int, help="with --restore: run N clones of the saved VM")
+        run.add_argument("--force", action="store_true", help="with --restore: accept disks changed since the snapshot")
+        run.add_argument("--gdb", metavar="tcp:PORT|unix:PATH",
+                         help="serve gdb's remote protocol for the VM (one CONFIG)")
+        run.add_argument("--paused", action="store_true",
+                         help="with --gdb: no guest instruction runs until gdb continues")
     check = commands.add_parser("check", help="validate CONFIG files and print a summary")
-    check.add_argument("configs", nargs="+", metavar="CONFIG")
+    if wanted("check"):
+        check.add_argument("configs", nargs="+", metavar="CONFIG")
     gen = commands.add_parser("generate", help="write a VM config from flags")
-    generate_cmd.add_arguments(gen)
+    if wanted("generate"):
+        generate_cmd.add_arguments(gen)
     commands.add_parser("info", help="describe this host: architecture, KVM, backends")
-    add_operate_parsers(commands)
+    add_operate_parsers(commands, only)
     return parser
 
 
@@ -169,7 +191,7 @@ def cmd_run(paths: Sequence[str]) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = build_parser(_command_in(sys.argv[1:] if argv is None else argv)).parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="axvisor: %(levelname)s: %(message)s")
     try:

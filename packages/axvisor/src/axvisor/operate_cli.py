@@ -34,8 +34,9 @@ One vm shell command, carried out by a running 'axvisor serve' over its API, e.g
 exit status: 0; 1 when the server refused (unknown VM, wrong state ...); 2 when misused."""
 
 
-def add_operate_parsers(commands: Any) -> None:
-    """Add serve, shell and ctl to cli.py's subcommands."""
+def add_operate_parsers(commands: Any, only: str | None = None) -> None:
+    """Add serve, shell and ctl to cli.py's subcommands; with ``only``, the arguments of that
+    command alone (see cli.build_parser)."""
     raw = argparse.RawDescriptionHelpFormatter
     serve = commands.add_parser(
         "serve",
@@ -43,24 +44,29 @@ def add_operate_parsers(commands: Any) -> None:
         description=SERVE_DESCRIPTION,
         formatter_class=raw,
     )
-    serve.add_argument("configs", nargs="*", metavar="CONFIG")
-    serve.add_argument("--sock", metavar="PATH", help="the Unix socket to listen on")
-    serve.add_argument("--listen", metavar="ADDRESS:PORT", help="also listen on this loopback TCP address")
-    serve.add_argument("--token-file", metavar="FILE", help="the bearer token TCP clients must send (with --listen)")
+    if only in (None, "serve"):
+        serve.add_argument("configs", nargs="*", metavar="CONFIG")
+        serve.add_argument("--sock", metavar="PATH", help="the Unix socket to listen on")
+        serve.add_argument("--listen", metavar="ADDRESS:PORT", help="also listen on this loopback TCP address")
+        serve.add_argument(
+            "--token-file", metavar="FILE", help="the bearer token TCP clients must send (with --listen)"
+        )
     shell = commands.add_parser(
         "shell", help="AxVisor's interactive vm shell", description=SHELL_DESCRIPTION, formatter_class=raw
     )
-    shell.add_argument("configs", nargs="*", metavar="CONFIG")
+    if only in (None, "shell"):
+        shell.add_argument("configs", nargs="*", metavar="CONFIG")
     ctl = commands.add_parser(
         "ctl",
         help="one vm command carried out by a running 'axvisor serve'",
         description=CTL_DESCRIPTION,
         formatter_class=raw,
     )
-    ctl.add_argument("--sock", metavar="PATH", help="the server's Unix socket")
-    ctl.add_argument("--connect", metavar="ADDRESS:PORT", help="the server's loopback TCP address instead")
-    ctl.add_argument("--token-file", metavar="FILE", help="the bearer token (with --connect)")
-    ctl.add_argument("words", nargs=argparse.REMAINDER, metavar="vm COMMAND ...")
+    if only in (None, "ctl"):
+        ctl.add_argument("--sock", metavar="PATH", help="the server's Unix socket")
+        ctl.add_argument("--connect", metavar="ADDRESS:PORT", help="the server's loopback TCP address instead")
+        ctl.add_argument("--token-file", metavar="FILE", help="the bearer token (with --connect)")
+        ctl.add_argument("words", nargs=argparse.REMAINDER, metavar="vm COMMAND ...")
 
 
 def run_operate(args: argparse.Namespace) -> int:
