@@ -70,6 +70,30 @@ def test_uboot_saved_at_its_prompt_answers_after_a_restore_elsewhere(uboot_image
         console.expect(UBOOT_PROMPT)
 
 
+def test_four_harts_saved_at_the_prompt_answer_after_a_restore(uboot_images: None, tmp_path: Path) -> None:
+    """Hart 0 at U-Boot's prompt, harts 1-3 parked in OpenSBI (M-mode wfi) come back as they were."""
+    snap = tmp_path / "snap"
+    with VmManager() as first:
+        info = first.create(CONFIGS / "uboot-riscv64-virt-smp4.toml")
+        console = Console(first, info.id)
+        first.start(info.id)
+        console.expect("Hit any key", timeout=300)
+        console.expect(UBOOT_PROMPT, timeout=300)
+        first.console_input(info.id, b'echo ready""now\n')  # quiet once its prompt is back
+        console.expect("readynow")
+        console.expect(UBOOT_PROMPT)
+        first.snapshot(info.id, snap, stop=True)
+    states = [json.loads((snap / f"vcpu-{n}.json").read_text()) for n in range(4)]
+    assert [state["priv"] for state in states] == [1, 3, 3, 3] and all(s["halted"] for s in states[1:])
+    with VmManager() as second:
+        restored = second.create("", restore=snap)
+        console = Console(second, restored.id)
+        second.start(restored.id)
+        second.console_input(restored.id, b'echo four""harts\n')
+        console.expect("fourharts")
+        console.expect(UBOOT_PROMPT)
+
+
 def test_a_running_vm_snapshot_resumes_it_and_refuses_a_used_directory(uboot_images: None, tmp_path: Path) -> None:
     with VmManager() as manager:
         vm_id, console = _uboot_at_prompt(manager)
