@@ -73,7 +73,7 @@ def value(output: str, name: str) -> int:
     return int(match.group(1), 0)
 
 
-def test_gdb_breaks_at_uboot_entry_reads_registers_steps_writes_memory_and_detaches(
+def test_gdb_breaks_at_uboot_entry_reads_registers_steps_writes_memory_watches_and_detaches(
     manager: VmManager, console: bytearray
 ) -> None:
     vm = manager.create(UBOOT)
@@ -91,6 +91,9 @@ def test_gdb_breaks_at_uboot_entry_reads_registers_steps_writes_memory_and_detac
         "set $t6 = 0x5a5a",
         "p/x $t6",
         "delete",
+        "rwatch *(unsigned int *)0x82200000",  # U-Boot reads the device tree's magic
+        "continue",
+        "delete",
         "detach",
     ])  # fmt: skip
     assert value(out, "1") == 0x8000_0000  # OpenSBI's first instruction: the VM started paused
@@ -103,6 +106,7 @@ def test_gdb_breaks_at_uboot_entry_reads_registers_steps_writes_memory_and_detac
     assert value(out, "6") in (UBOOT_ENTRY + 2, UBOOT_ENTRY + 4)  # one instruction (RVC or not)
     assert value(out, "7") == 0x12345678
     assert value(out, "8") == 0x5A5A
+    assert "Hardware read watchpoint 2: *(unsigned int *)0x82200000\n\nValue = 3992849872" in out  # d00dfeed
     assert "detached" in out
     assert manager.read_memory(vm.id, SCRATCH, 4) == (0x12345678).to_bytes(4, "little")
     # detached: breakpoints gone, the VM runs on to U-Boot's countdown
