@@ -88,6 +88,16 @@ class WriteEvents(Protocol):
     def stop_write_events(self) -> None: ...
 
 
+@runtime_checkable
+class QuietPorts(Protocol):
+    """x86 port accesses no device answers, served by the backend itself after the first one to
+    each port (which still exits, so the bus logs it): reads all-ones, writes dropped, counted
+    and handed to ``sink(reads, writes)``. ``bitmap`` has bit ``port % 8`` of byte ``port // 8``
+    set for each such port. Exit observers do not see these accesses."""
+
+    def set_quiet_ports(self, bitmap: bytes, sink: Callable[[int, int], object]) -> None: ...
+
+
 TimerSink = Callable[[int, int, bool], object]
 """``sink(vcpu, intid, level)``: a vCPU's generic timer output (INTID 27 virtual, 30 physical)
 changed level; called on that vCPU's own thread."""
@@ -117,6 +127,7 @@ class BackendCapabilities:
     ecall_hook: EcallHook | None = None
     arm_cpu_lines: ArmCpuLines | None = None
     write_events: WriteEvents | None = None
+    quiet_ports: QuietPorts | None = None
 
     @classmethod
     def of(cls, backend: VmBackend) -> BackendCapabilities:
@@ -129,6 +140,7 @@ class BackendCapabilities:
             ecall_hook=backend if isinstance(backend, EcallHook) else None,
             arm_cpu_lines=backend if isinstance(backend, ArmCpuLines) else None,
             write_events=backend if isinstance(backend, WriteEvents) else None,
+            quiet_ports=backend if isinstance(backend, QuietPorts) else None,
         )
 
     def need_irq_lines(self, who: str) -> IrqLines:

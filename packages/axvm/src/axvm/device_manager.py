@@ -188,6 +188,22 @@ class DeviceManager:
 
     # -- counters ------------------------------------------------------------------------------
 
+    def count_port_misses(self, reads: int, writes: int) -> None:
+        """Port accesses no device covered that the backend answered itself (its quiet ports),
+        counted as the bus counts its own."""
+        with self.lock:
+            self.buses.port.unhandled_reads += reads
+            self.buses.port.unhandled_writes += writes
+
+    def ports_without_devices(self) -> bytes:
+        """A bitmap of the x86 ports no device covers (bit ``port % 8`` of byte ``port // 8``)."""
+        bits = bytearray(b"\xff" * (PORT_SPACE // 8))
+        for device in self.buses.port.devices:
+            rng = device.address_range
+            for port in range(max(rng.start, 0), min(rng.end + 1, PORT_SPACE)):  # PortRange ends are inclusive
+                bits[port // 8] &= ~(1 << (port % 8))
+        return bytes(bits)
+
     def device_errors(self) -> dict[str, int]:
         """Guest accesses that raised inside a device, per device (device bugs)."""
         return self.buses.device_errors()
@@ -197,6 +213,10 @@ class DeviceManager:
         return {
             kind: UnhandledAccesses(self.bus(kind).unhandled_reads, self.bus(kind).unhandled_writes) for kind in BusKind
         }
+
+
+PORT_SPACE = 0x1_0000
+"""x86 I/O ports 0..0xffff."""
 
 
 def _overlap(first: AddrRange | InclusiveRange, second: AddrRange | InclusiveRange) -> bool:

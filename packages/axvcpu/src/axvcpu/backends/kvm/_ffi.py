@@ -285,7 +285,10 @@ int axv_ioctl_int(int fd, unsigned long request, unsigned long arg);
 int axv_install_noop_handler(int signum);
 int axv_tgkill(int tid, int signum);
 long long axv_decode(struct kvm_run *run, unsigned long map_size, uint64_t *mmio);
-long long axv_run(int fd, struct kvm_run *run, unsigned long map_size, uint64_t *mmio);
+long long axv_run(int fd, struct kvm_run *run, unsigned long map_size, uint64_t *mmio, uint8_t *quiet,
+                  uint64_t *quiet_counts);
+#define AXV_QUIET_BITMAP ...
+#define AXV_EXIT_QUIET ...
 #define AXV_EXIT_OTHER ...
 #define AXV_EXIT_PIO_OUT ...
 #define AXV_EXIT_PIO_IN ...
@@ -395,12 +398,53 @@ long long axv_decode(struct kvm_run *run, unsigned long map_size, uint64_t *mmio
     return AXV_EXIT_OTHER;
 }
 
-/* KVM_RUN (the GIL is released for the whole call) and axv_decode of its exit; -errno on failure. */
-long long axv_run(int fd, struct kvm_run *run, unsigned long map_size, uint64_t *mmio)
+/* Quiet ports: ports no device answers, which the VM marks in the first AXV_QUIET_BITMAP bytes
+   of ``quiet`` (bit port % 8 of byte port / 8). An access to them gets the bus's defined answer
+   (a read is all-ones, a write is dropped) here, counted in quiet_counts (reads, writes), and
+   KVM_RUN is entered again without returning to Python. The first access to each such port
+   still goes to Python, so the bus logs it as it logs any unhandled address: the next
+   AXV_QUIET_BITMAP bytes record the ports seen once. Every port of the access must be quiet. */
+#define AXV_QUIET_BITMAP 8192
+#define AXV_EXIT_QUIET (1LL << 56)
+
+static int axv_quiet(uint8_t *quiet, unsigned long port, unsigned long size)
 {
-    if (ioctl(fd, KVM_RUN, 0) < 0)
-        return -errno;
-    return axv_decode(run, map_size, mmio);
+    for (unsigned long p = port; p < port + size; p++)
+        if (p > 0xffff || !(quiet[p >> 3] & (1u << (p & 7))))
+            return 0;
+    uint8_t *seen = quiet + AXV_QUIET_BITMAP;
+    if (seen[port >> 3] & (1u << (port & 7)))
+        return 1;
+    seen[port >> 3] |= (uint8_t)(1u << (port & 7));  /* another vCPU may do the same: harmless */
+    return 0;
+}
+
+/* KVM_RUN (the GIL is released for the whole call) until an exit Python must see, then
+   axv_decode of it; -errno on failure. AXV_EXIT_QUIET is added to the result when quiet port
+   accesses were counted meanwhile (they stay in quiet_counts after an error, too). */
+long long axv_run(int fd, struct kvm_run *run, unsigned long map_size, uint64_t *mmio, uint8_t *quiet,
+                  uint64_t *quiet_counts)
+{
+    long long flag = 0;
+    for (;;) {
+        if (ioctl(fd, KVM_RUN, 0) < 0)
+            return -errno;
+        if (run->exit_reason == KVM_EXIT_IO && run->io.count == 1) {
+            unsigned long size = run->io.size, offset = run->io.data_offset;
+            if ((size == 1 || size == 2 || size == 4) && offset <= map_size && map_size - offset >= size
+                && axv_quiet(quiet, run->io.port, size)) {
+                if (run->io.direction == KVM_EXIT_IO_OUT) {
+                    quiet_counts[1]++;
+                } else {
+                    memset((unsigned char *)run + offset, 0xff, size);
+                    quiet_counts[0]++;
+                }
+                flag = AXV_EXIT_QUIET;
+                continue;
+            }
+        }
+        return axv_decode(run, map_size, mmio) | flag;
+    }
 }
 """
 

@@ -57,6 +57,11 @@ class KvmX86Backend:
         eventfd thread instead of exiting (KVM_IOEVENTFD; axvm's ``WriteEvents``)."""
         self._vm.notify_on_write(addr, int(width), callback, datamatch=value)
 
+    def set_quiet_ports(self, bitmap: bytes, sink: Callable[[int, int], object]) -> None:
+        """Port accesses no device answers served inside the vCPU's run loop in C after the first
+        (KvmVm.set_quiet_ports; axvm's ``QuietPorts``)."""
+        self._vm.set_quiet_ports(bitmap, sink)
+
     def stop_write_events(self) -> None:
         """No more ``notify_on_write`` callbacks from now on (the one in progress finishes first)."""
         self._vm.stop_notifications()

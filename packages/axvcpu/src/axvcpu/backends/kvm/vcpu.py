@@ -20,7 +20,7 @@ import mmap
 import os
 import threading
 from collections import deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Protocol
 
 from axaddrspace import PAGE_SIZE, GuestMemoryError, GuestPhysAddr, Stage2Mapper, Stage2Mapping
@@ -56,11 +56,19 @@ class VCpuParent(Protocol):
     @property
     def irqchip(self) -> bool: ...
 
+    @property
+    def quiet_ports(self) -> Any: ...
+
+    @property
+    def quiet_sink(self) -> Callable[[int, int], object] | None: ...
+
     def mapping_at(self, gpa: int) -> Stage2Mapping | None: ...
 
     def read_guest(self, gpa: int, size: int) -> bytes: ...
 
 _NOTHING = Nothing()
+_QUIET = 1 << 56
+"""AXV_EXIT_QUIET: axv_run counted quiet port accesses before this exit (see _ffi.py)."""
 _MAX_INSN = 15
 """Longest x86 instruction, the most code bytes worth showing in a failure."""
 _XSAVE_MXCSR = 24 // 4
@@ -92,7 +100,9 @@ class KvmVCpu(ArchVCpu):
             self._run = self._ffi.from_buffer("struct kvm_run *", self._raw)
             self._regs = RegisterCache(self._ffi, self._lib, self._ioctl)
             self._decoder = ExitDecoder(self._ffi, self._lib, self._run, self._raw, self._where)
-            self._run_args: Any = (self.fd, self._run, len(self._raw), self._decoder.mmio_out)
+            self._quiet_counts = self._ffi.new("uint64_t[2]")  # quiet port reads, writes not yet reported
+            self._run_args: Any = (self.fd, self._run, len(self._raw), self._decoder.mmio_out, vm.quiet_ports,
+                                   self._quiet_counts)
             self._kick_signal = kick_signal()
             self.set_cpuid(for_vcpu(vm.kvm.supported_cpuid(), vcpu_id))
         except BaseException:
@@ -129,6 +139,8 @@ class KvmVCpu(ArchVCpu):
             packed = self._run_decode(*self._run_args)
         finally:
             self._in_run = False
+        if packed >= _QUIET or packed < 0:
+            packed = self._report_quiet(packed)
         if packed < 0:
             if packed == -errno.EINTR:
                 self._run.immediate_exit = 0  # the kick is consumed
@@ -138,6 +150,17 @@ class KvmVCpu(ArchVCpu):
 
     def complete_read(self, value: int) -> None:
         self._decoder.complete_read(value)
+
+    def _report_quiet(self, packed: int) -> int:
+        """Hand the quiet port accesses counted in C to the VM's sink; ``packed`` without the flag."""
+        counts = self._quiet_counts
+        reads, writes = int(counts[0]), int(counts[1])
+        if reads or writes:
+            counts[0] = counts[1] = 0
+            sink = self.vm.quiet_sink
+            if sink is not None:
+                sink(reads, writes)
+        return packed & ~_QUIET if packed >= 0 else packed
 
     def get_register(self, name: str) -> int:
         return self._regs.get(name)

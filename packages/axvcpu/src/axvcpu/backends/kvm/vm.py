@@ -85,6 +85,10 @@ class KvmVm:
         self._vcpus: list[KvmVCpu] = []
         self._eventfds: list[int] = []
         self._watcher: EventfdWatcher | None = None
+        # Ports no device answers (a bitmap, then the C side's ports-seen-once bitmap): see
+        # axv_run in _ffi.py. All clear until set_quiet_ports.
+        self.quiet_ports: Any = self.ffi.new("uint8_t[]", 2 * self.lib.AXV_QUIET_BITMAP)
+        self.quiet_sink: Callable[[int, int], object] | None = None
         self._memory = AttachedMemory()
         try:
             self.fd = check(lib.axv_ioctl_int(self.kvm.fd, lib.KVM_CREATE_VM, 0), "KVM_CREATE_VM")
@@ -274,6 +278,19 @@ class KvmVm:
             watcher = self._watcher
         watcher.watch(fd, callback)
         return fd
+
+    def set_quiet_ports(self, bitmap: bytes, sink: Callable[[int, int], object]) -> None:
+        """Ports (bit ``port % 8`` of byte ``port // 8``) whose accesses the vCPUs answer without
+        returning to Python after the first one: reads all-ones, writes dropped, counted and
+        handed to ``sink(reads, writes)`` by the vCPU thread when its run returns.
+
+        Set before the vCPUs run: the bitmap is read by every vCPU's KVM_RUN loop.
+        """
+        size = self.lib.AXV_QUIET_BITMAP
+        if len(bitmap) != size:
+            raise ValueError(f"a quiet-port bitmap is {size} bytes (one bit per port), not {len(bitmap)}")
+        self.quiet_sink = sink
+        self.ffi.memmove(self.quiet_ports, bitmap, size)
 
     def stop_notifications(self) -> None:
         """Stop calling ``notify_on_write`` callbacks (waits for one in progress); idempotent.
