@@ -18,12 +18,13 @@ target ``E01`` (logged).
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import IntEnum
 from typing import Protocol
 
 from .protocol import MAX_PACKET, BadPacket, Interrupt, Packet, PacketReader, frame, unescape
-from .target_xml import Register, TargetDescription
+from .target_xml import Register, TargetDescription, target_xml
 
 log = logging.getLogger(__name__)
 
@@ -178,9 +179,9 @@ class GdbSession:
             log.exception("gdb: command %r failed", payload[:40])
             return b"E01"
 
-    def _call(self, function: object) -> None:
+    def _call(self, function: Callable[[], object]) -> None:
         try:
-            function()  # type: ignore[operator]
+            function()
         except Exception:
             log.exception("gdb: target call failed")
 
@@ -399,8 +400,6 @@ class GdbSession:
         if not colon or annex != b"target.xml":
             return b"E00"
         offset, length = self._addr_length(window)
-        from .target_xml import target_xml
-
         text = target_xml(self._arch())
         chunk = text[offset : offset + min(length, MAX_PACKET // 2)]
         return (b"l" if offset + len(chunk) >= len(text) else b"m") + chunk
