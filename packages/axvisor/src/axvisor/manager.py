@@ -417,6 +417,8 @@ class VmManager:
         the backend cannot save a vCPU; HostError when writing fails."""
         vm = self._vm(vm_id)
         path = Path(directory)
+        if path.exists() and (not path.is_dir() or any(path.iterdir())):  # refused before pausing the VM
+            raise BadRequest("dir", f"{path}: exists and is not an empty directory; give a new directory")
 
         def write(built: AxVM, states: builtins.list[dict[str, Any]]) -> None:
             try:
@@ -424,7 +426,10 @@ class VmManager:
             except SnapshotError as error:
                 raise BadRequest("dir", str(error)) from None
 
-        vm.snapshot(timeout, stop, write)
+        try:
+            vm.snapshot(timeout, stop, write)
+        except SnapshotError as error:  # a vCPU its backend cannot save (the VM was resumed)
+            raise BadRequest("id", str(error)) from None
         return vm.info()
 
     def registers(self, vm_id: int, vcpu: int) -> dict[str, int]:

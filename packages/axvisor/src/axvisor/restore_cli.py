@@ -2,9 +2,10 @@
 
 The VM saved by ``vm snapshot`` carries on in this process as if nothing happened; with
 ``--clone N``, N VMs run from the one snapshot side by side, each with its own VM id (so its
-own MAC addresses), name and a private copy of the disk, their RAM mapped copy-on-write from
-the same snapshot file. A CONFIG given with ``--restore`` must be the snapshot's own config
-(one line names the first key that differs). The run is ``axvisor run``'s: one console
+own MAC addresses), name and a private copy of the disk (or, when the saved VM had its disk
+read-only, that disk shared), their RAM mapped copy-on-write from the same snapshot file. A
+CONFIG given with ``--restore`` must be the snapshot's own config (one line names the first
+key that differs). The run is ``axvisor run``'s: one console
 multiplexer, one shutdown path; a guest reset cold-boots the VM from its config.
 """
 
@@ -42,7 +43,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
     try:
         snapshot = open_snapshot(args.restore, force=args.force, config=given)
         if args.clone is not None:
-            configs = clone_configs(snapshot, args.clone, Path(args.restore) / "clone-disks", read_only_disk=False)
+            configs = clone_configs(snapshot, args.clone, Path(args.restore) / "clone-disks")
         else:
             configs = [snapshot.config]
     except SnapshotError as error:

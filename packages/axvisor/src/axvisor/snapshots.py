@@ -4,7 +4,8 @@ The format and the restore itself are axvm's (``axvm.snapshot``); this module ad
 policy: which backend a restored VM runs on (the one its config selects here, which must be the
 one the snapshot was taken on), the host resources (``VmmHost``: disks, networks), the project
 version written into the manifest, and each clone's own disk (a private copy of the snapshot's
-disk, copied with reflinks where the file system has them) or the snapshot's disk read-only.
+disk, copied with reflinks where the file system has them, or the snapshot's disk shared when it
+was attached read-only).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import shutil
 from collections.abc import Callable
 from pathlib import Path
 
+from axdevice import EmuDeviceType
 from axvm import AxVM, AxVMCrateConfig, ConfigError, config_from_dict
 from axvm.snapshot import Snapshot, SnapshotError, clone_document
 
@@ -64,16 +66,19 @@ def restore_build(snapshot: Snapshot, config: AxVMCrateConfig | None = None) -> 
     return build
 
 
-def clone_configs(snapshot: Snapshot, count: int, disk_dir: Path, read_only_disk: bool) -> list[AxVMCrateConfig]:
+def clone_configs(snapshot: Snapshot, count: int, disk_dir: Path) -> list[AxVMCrateConfig]:
     """``count`` clone configs: ids and names of their own (so MAC addresses of their own), and
-    each a private copy of the disk in ``disk_dir`` (or the snapshot's disk, read-only)."""
+    each a private copy of the disk in ``disk_dir``; a disk the saved VM had read-only is shared
+    (the guest's driver negotiated read-only, so a clone cannot be given it writable, nor a
+    writable disk read-only)."""
     if count < 1:
         raise SnapshotError(f"--clone {count}: expected 1 or more clones")
     disk = snapshot.config.kernel.disk_path
+    shared = disk is None or _disk_read_only(snapshot.config)
     configs = []
     for index in range(count):
         clone_disk: Path | None = None
-        if disk is not None and not read_only_disk:
+        if disk is not None and not shared:
             clone_disk = disk_dir / f"clone{index}-{Path(disk).name}"
             try:
                 disk_dir.mkdir(parents=True, exist_ok=True)
@@ -81,12 +86,16 @@ def clone_configs(snapshot: Snapshot, count: int, disk_dir: Path, read_only_disk
             except OSError as error:
                 raise SnapshotError(f"clone {index}: copying disk {disk} to {clone_disk}: {error.strerror}") from None
         document = clone_document(snapshot, index, clone_disk)
-        if read_only_disk and disk is not None:
-            for entry in document["devices"]["emu_devices"]:
-                if isinstance(entry, list) and len(entry) == 6 and entry[0] == "virtio-blk":
-                    entry[5] = [1]
         try:
             configs.append(config_from_dict(document, snapshot.directory / "manifest.json"))
         except ConfigError as error:
             raise SnapshotError(f"clone {index}: {str(error).splitlines()[0]}") from None
     return configs
+
+
+def _disk_read_only(config: AxVMCrateConfig) -> bool:
+    """Whether the config attaches its disk read-only (a virtio-blk entry with cfg_list = [1])."""
+    return any(
+        EmuDeviceType.parse(entry.emu_type) is EmuDeviceType.VirtioBlk and bool(entry.cfg_list and entry.cfg_list[0])
+        for entry in config.devices.emu_devices
+    )
