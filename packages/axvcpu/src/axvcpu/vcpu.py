@@ -73,10 +73,11 @@ class VCpu:
         self._state = VCpuState.RUNNING
         debug = self.debug
         try:
-            held = debug.before_slice() if debug is not None else None
-            exit_reason = self.arch.run() if held is None else held
-            if debug is not None:
-                exit_reason = debug.after_slice(exit_reason)
+            if debug is None:  # no debugger: one attribute load and one test on the hot path
+                exit_reason = self.arch.run()
+            else:
+                held = debug.before_slice()
+                exit_reason = debug.after_slice(self.arch.run() if held is None else held)
         finally:
             self._state = VCpuState.READY
         self._read_pending = isinstance(exit_reason, READ_EXITS)
