@@ -15,6 +15,12 @@ something tells it that page changed. Two ways a page changes behind the transla
   a second thread running the code and moving between harts (the flush then reaches other harts
   through SBI remote fence.i, or the fence.i Linux does when the thread switches in).
 
+What tells the CPU: on one hart Linux follows code it read or was told about with a local
+fence.i only (flush_icache_all, flush_icache_mm), with no SBI call; on 4 harts it also asks the
+firmware for a remote fence.i. Device DMA is known to the VMM alone. Seen failing: the fast path
+in progress (stores through RAM not re-protecting code, fence.i ignored) printed other programs'
+IDs on 1 hart and ran the previous iteration's code in the one-thread case on 1 and 4 harts.
+
 One boot per hart count (1 and 4) runs all of it. Images come from scripts/prepare-riscv-linux.sh.
 """
 
@@ -44,7 +50,8 @@ PAGES = 4
 SMC_ITERATIONS = {"single": 1000, "threads": 96}
 """Each threaded iteration is a remote fence.i: every hart drops its translations."""
 RAM = 128 << 20
-"""Small enough that the page cache is recycled (the kernel alone is 31 MiB), large enough to boot."""
+"""Little RAM, so freed page cache pages come back soon for the next program (with 96 MiB this
+kernel panics in sparse_init); the script also drops the page cache after every run."""
 END = "stale-code: end"
 BOOT_TIMEOUT = 900
 pytestmark = pytest.mark.timeout(1800)
