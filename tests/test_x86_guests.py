@@ -124,3 +124,38 @@ def test_console_dot_line_powers_off() -> None:
     finally:
         child.close()
     assert child.exitstatus == 0
+
+
+def test_port_writes_no_device_answers_stay_in_kvm_after_the_first(tmp_path: Path, guests: Path) -> None:
+    """500 writes to port 0x80 (no device): one exits (the bus logs it), the rest are answered in
+    the KVM backend's C run loop, and all 500 are in the port bus's unhandled count."""
+    from axvcpu import IoWrite
+    from axvcpu.backends.kvm import KvmX86Backend
+    from axvisor import build_vm
+    from axvm import BusKind
+
+    config = tmp_path / "post.toml"
+    config.write_text(f"""
+[base]
+id = 1
+name = "post"
+vm_type = 1
+cpu_num = 1
+arch = "x86_64"
+backend = "kvm"
+
+[kernel]
+entry_point = 0x10_0000
+kernel_path = "{guests / 'bench.bin'}"
+kernel_load_addr = 0x10_0000
+cmdline = "n=500 port=128"
+memory_regions = [[0x0, 0x100_0000, 0x7, 0]]
+""")
+    vm = build_vm(load_config(config), KvmX86Backend())
+    vm.boot()
+    try:
+        assert vm.run_vcpu(0) == SystemDown(0)
+        assert vm.devices.unhandled()[BusKind.PORT].writes == 500
+        assert vm.exit_counts[0][IoWrite] == 2  # the first write to 0x80, and the power-off at 0x604
+    finally:
+        vm.stop()
