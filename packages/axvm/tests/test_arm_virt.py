@@ -226,7 +226,7 @@ def _hvc(function: int, *args: int) -> Hypercall:
 
 
 def test_psci_calls_answered_inline_and_system_off_ends_with_status_0() -> None:
-    vm, backend = _vm(scripts={0: [_hvc(psci.Fn.PSCI_VERSION), _hvc(0xC500_0000), _hvc(psci.Fn.SYSTEM_OFF)]})
+    vm, backend = _vm(scripts={0: [_hvc(psci.Fn.PSCI_VERSION), _hvc(0x8400_0012), _hvc(psci.Fn.SYSTEM_OFF)]})
     try:
         _boot(vm)
         seen = []
@@ -327,3 +327,31 @@ def test_gic_registers_are_banked_by_the_vcpu_whose_thread_accesses_them() -> No
         assert not vm.devices.read(0x0800_0100, AccessWidth.DWORD) & (1 << 27)  # this thread: vCPU 0
     finally:
         vm.stop()
+
+
+def test_calls_outside_psci_go_to_axvisors_hypercalls() -> None:
+    """hvc #0 with an AxVisor hypercall code in x0 is not PSCI's: the VM's table serves it."""
+    vm, backend = _vm(scripts={0: [_hvc(2, 0x11, 0x22), _hvc(psci.Fn.SYSTEM_OFF)]})  # 2: HyperVisorDebug
+    try:
+        _boot(vm)
+        assert vm.run_vcpu(0) == SystemDown(0)
+        assert vm.hypercalls.debug_calls == [(0x11, 0x22)]
+        assert psci.Fn.SYSTEM_OFF not in vm.hypercalls.counts
+    finally:
+        vm.stop()
+
+
+@pytest.mark.parametrize(
+    ("function_id", "expected"),
+    [
+        (0x8400_0000, True),
+        (0xC400_0003, True),
+        (0x8400_001F, True),
+        (0x8400_0020, False),
+        (0x0, False),
+        (0x8600_0000, False),
+        (0xFFFF_FFFF_8400_0008, True),
+    ],
+)
+def test_psci_owns_its_function_id_range(function_id: int, expected: bool) -> None:
+    assert psci.is_psci_call(function_id) is expected

@@ -168,10 +168,10 @@ class ArmVirtMachine:
     def vcpu_exit(self, target: BootTarget, vcpu_id: int, exit_reason: AxVCpuExitReason) -> AxVCpuExitReason | None:
         """A PSCI call (HVC or SMC, the function id in w0) is answered here, x0 written: None
         lets the vCPU run on; Halt (CPU_OFF, CPU_SUSPEND) or SystemDown go back to the VMM. Any
-        other exit is returned unchanged. Other SMCCC calls answer NOT_SUPPORTED (psci does).
+        other exit, and a call outside PSCI's function ids, is returned unchanged.
         """
-        if not isinstance(exit_reason, Hypercall) or self.power is None:
-            return exit_reason
+        if not isinstance(exit_reason, Hypercall) or self.power is None or not psci.is_psci_call(exit_reason.nr):
+            return exit_reason  # AxVM serves AxVisor's own hypercalls (hvc #0, code in x0)
         vcpu = target.vcpus[vcpu_id]
         x1, x2, x3 = (*exit_reason.args, 0, 0, 0)[:3]
         result = self.power.call(vcpu_id, exit_reason.nr, x1, x2, x3, _entry_in_ram(target))

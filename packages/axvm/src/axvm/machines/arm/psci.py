@@ -156,6 +156,15 @@ class PsciResult:
         return None if self.value is None else self.value & 0xFFFF_FFFF_FFFF_FFFF
 
 
+PSCI_RANGE_MASK = 0xFFFF_FFE0  # DEN0022D 5.1: PSCI owns function ids 0x8400_0000-0x8400_001F (and SMC64)
+
+
+def is_psci_call(function_id: int) -> bool:
+    """Whether ``function_id`` (w0) lies in PSCI's part of the standard service calls, so a VMM
+    that also serves other calls on the same conduit knows which are PSCI's to answer."""
+    return (function_id & FUNCTION_ID_MASK & ~SMC64) & PSCI_RANGE_MASK == Fn.PSCI_VERSION
+
+
 def handle_call(
     function_id: int,
     x1: int,
