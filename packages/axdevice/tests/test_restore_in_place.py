@@ -4,6 +4,7 @@ different state leaves it equal to the saved one, with its interrupt line where 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -11,9 +12,25 @@ import pytest
 from test_virtio_driver import MMIO_BASE, VirtioDriver
 
 from axaddrspace import AccessWidth
-from axdevice import Clint, ClintState, Plic, PlicState, RecordingHartTimers, RecordingIrqLine, Uart16550, UartState
+from axdevice import (
+    Clint,
+    ClintState,
+    Gicv2,
+    Pl011,
+    Pl011State,
+    Pl031,
+    Pl031State,
+    Plic,
+    PlicState,
+    RecordingHartTimers,
+    RecordingIrqLine,
+    Uart16550,
+    UartState,
+)
 from axdevice import clint as c
 from axdevice import plic as p
+from axdevice.pl011 import CR_RXE, CR_TXE, CR_UARTEN, INT_RX, PL011_BASE, UARTCR, UARTIMSC
+from axdevice.pl031 import PL031_BASE
 from axdevice.virtio import (
     RawFileBackend,
     RecordingNetBackend,
@@ -143,3 +160,53 @@ def test_virtio_blk_restore_in_place_checks_the_disk(tmp_path: Path) -> None:
     bigger.write_bytes(bytes(16 * 512))
     with pytest.raises(ValueError, match="sectors"):
         VirtioBlk(RawFileBackend(bigger)).restore(driver.device.state())  # type: ignore[attr-defined]
+
+
+def test_pl011_restore_in_place_follows_its_interrupt() -> None:
+    line = RecordingIrqLine()
+    uart = Pl011(line)
+    uart.handle_write(PL011_BASE + UARTCR, D, CR_UARTEN | CR_RXE | CR_TXE)
+    uart.handle_write(PL011_BASE + UARTIMSC, D, INT_RX)
+    uart.push_input(b"hi")
+    saved = through_json(uart.state())
+    assert isinstance(saved, Pl011State)
+    other_line = RecordingIrqLine()
+    other = Pl011(other_line)
+    other.restore(saved)
+    assert other.state() == uart.state() and other_line.level == line.level
+    other.restore(Pl011State())
+    assert not other_line.level
+
+
+def test_pl031_restore_in_place_counts_on_from_the_saved_counter() -> None:
+    now = [1000.0]
+    rtc = Pl031(RecordingIrqLine(), lambda: int(now[0]))
+    rtc.handle_write(PL031_BASE + 0x008, D, 5000)  # RTCLR: the counter reads 5000 from now
+    saved = through_json(rtc.state())
+    assert isinstance(saved, Pl031State) and saved.counter == 5000
+    later = [77.0]
+    other = Pl031(RecordingIrqLine(), lambda: int(later[0]))
+    other.restore(saved)
+    assert other.counter() == 5000
+    later[0] += 3
+    assert other.counter() == 5003
+
+
+def test_gicv2_restore_in_place_raises_the_cpu_line_the_state_says() -> None:
+    power_on = Gicv2(64, [RecordingIrqLine()]).state()
+    cpu = dataclasses.replace(power_on.cpus[0], ctlr=1, pmr=0xF8)
+    spi = 40
+    state = dataclasses.replace(
+        power_on, ctlr=1, cpus=(cpu,), enabled=1 << spi, pending=1 << spi
+    )  # one CPU: no targets
+    expected_line = RecordingIrqLine()
+    Gicv2.from_state(state, [expected_line])  # the constructor's reading of the same state
+    assert expected_line.level
+    line = RecordingIrqLine()
+    gic = Gicv2(64, [line])
+    gic.restore(through_json(state))  # type: ignore[arg-type]
+    assert gic.state() == Gicv2.from_state(state, [RecordingIrqLine()]).state() and line.level
+    gic.restore(power_on)
+    assert not line.level
+    with pytest.raises(ValueError, match="INTIDs"):
+        gic.restore(Gicv2(96, [RecordingIrqLine()]).state())

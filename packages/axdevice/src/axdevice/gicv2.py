@@ -210,6 +210,14 @@ class Gicv2:
         gic._load(state)
         return gic
 
+    def restore(self, state: GicState) -> None:
+        """Put this GIC into ``state`` in place (a VM snapshot restored), keeping its CPU lines;
+        ValueError if this GIC (its INTIDs, its CPUs) could not be in it."""
+        validate_state(state, self.num_cpus)
+        if state.num_irqs != self.num_irqs:
+            raise ValueError(f"GicState has {state.num_irqs} INTIDs, this GIC {self.num_irqs}")
+        self._load(state)
+
     def state(self) -> GicState:
         """A snapshot of every register, latch and input level."""
         return GicState(

@@ -228,6 +228,12 @@ class Pl011(BaseDeviceOps):
         uart._load(state)
         return uart
 
+    def restore(self, state: Pl011State) -> None:
+        """Put this PL011 into ``state`` in place (a VM snapshot restored), keeping its line and
+        sink; ValueError as ``from_state``."""
+        _validate(state)
+        self._load(state)
+
     def state(self) -> Pl011State:
         """A snapshot of the registers and the receive FIFO."""
         return Pl011State(

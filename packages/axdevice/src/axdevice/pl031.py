@@ -122,6 +122,12 @@ class Pl031(BaseDeviceOps):
         rtc._load_state(state)
         return rtc
 
+    def restore(self, state: Pl031State) -> None:
+        """Put this RTC into ``state`` in place (a VM snapshot restored): the counter continues
+        from the saved value on its clock; ValueError as ``from_state``."""
+        _validate(state)
+        self._load_state(state)
+
     def state(self) -> Pl031State:
         """A snapshot of the registers, the counter as read now."""
         self.poll()
