@@ -13,9 +13,10 @@ import contextlib
 import logging
 import threading
 from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
 
 from axaddrspace import AddrRange, AddrSpace, GuestPhysAddr, MappingFlags
-from axdevice import BaseDeviceOps, EmuDeviceType, IrqLine, Pl011, Uart16550, VirtioConsole
+from axdevice import BaseDeviceOps, EmuDeviceType, IrqLine, Uart16550
 from axvcpu import AxVCpuExitReason, Hypercall, Nothing, SystemDown, VCpu, VCpuState
 
 from .backend import GuestClock, VmBackend
@@ -30,6 +31,9 @@ from .ivc import IvcEndpoint
 from .lifecycle import VMState, check_vm_transition
 from .machine import BootPlan, BootTarget, VcpuRunHooks
 from .machines.registry import machine_for
+
+if TYPE_CHECKING:  # the consoles' types: their modules load with the devices (axdevice's lazy names)
+    from axdevice import Pl011, VirtioConsole
 
 log = logging.getLogger(__name__)
 
