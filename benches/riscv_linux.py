@@ -18,7 +18,7 @@ import tempfile
 from pathlib import Path
 
 import pexpect
-from timing import CACHE, ROOT, axvisor_command, qemu_riscv_command, report, time_markers
+from timing import CACHE, ROOT, axvisor_command, qemu_riscv_command, report, stop, time_markers
 
 MARKER = "axvisor-init: starting"
 SHELL = "axvisor# "
@@ -56,7 +56,7 @@ def dd_seconds(command: list[str]) -> float:
         child.expect(r"real\s+(\d+)m\s*([0-9.]+)s")
         return int(child.match.group(1)) * 60 + float(child.match.group(2))
     finally:
-        child.close(force=True)
+        stop(child)
 
 
 def main() -> int:

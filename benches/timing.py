@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import signal
 import statistics
 import sys
 import time
@@ -42,7 +43,17 @@ def time_markers(command: Sequence[str], markers: Sequence[str], timeout: float 
             child.expect(pexpect.EOF, timeout=120)
         return seen
     finally:
+        stop(child)
+
+
+def stop(child: pexpect.spawn) -> None:
+    """End the child and reap it. pexpect gives a killed child 0.1 s to go before it raises "Could
+    not terminate the child"; on a loaded machine a VMM with its guest RAM mapped takes longer."""
+    try:
         child.close(force=True)
+    except pexpect.ExceptionPexpect:
+        child.kill(signal.SIGKILL)
+        child.wait()
 
 
 def report(label: str, ours: list[float], peer: list[float], unit: str = "s", higher_is_better: bool = False,
