@@ -5,10 +5,11 @@ backend's vCPU is only ever touched by the thread that runs it.
 
 - Registers are read by name through ``ArchVCpu.get_register``; which names depends on the
   architecture (``register_names``).
-- riscv64 (privileged spec 4.3 Sv39, 4.4 Sv48): the walk is the soft backend's own
-  (``riscv_mmu.translate``), the one its page-fault decoding trusts, run as the supervisor
-  would see the address (S mode, SUM and MXR set, so user and execute-only pages show too)
-  over the VM's guest memory, recording every entry it reads.
+- riscv64 (privileged spec v1.12: Sv39 4.4, Sv48 4.5, Sv57 4.6; ``riscv_mmu.SATP_MODES``):
+  the walk is the soft backend's own (``riscv_mmu.translate``), the one its page-fault
+  decoding trusts, run as the supervisor would see the address (S mode, SUM and MXR set, so
+  user and execute-only pages show too) over the VM's guest memory, recording every entry it
+  reads.
 - x86_64 (Intel SDM vol. 3A 4.5, 4-level paging): PML4 -> PDPT (1 GiB pages) -> PD (2 MiB pages)
   -> PT, from CR3, with CR0.PG, CR4.PAE and EFER.LMA telling the mode; 5-level paging and the
   32-bit modes are named and refused. Writable and user are the AND of R/W and U/S over the
@@ -69,19 +70,18 @@ def _ram_u64(memory: GuestMemory) -> Callable[[int], int | None]:
 # -- riscv64 -----------------------------------------------------------------------------------
 
 _PTE_V, _PTE_R, _PTE_W, _PTE_X, _PTE_U = 1, 2, 4, 8, 16
-_SATP_MODES = {0: ("bare", 0), 8: ("sv39", 3), 9: ("sv48", 4)}
-_SATP_PPN = (1 << 44) - 1
 
 
 def translate_riscv(vcpu: VCpu, memory: GuestMemory, gva: int) -> Translation:
     """``gva`` through vCPU's satp, with the soft backend's walk (see the module docstring)."""
-    from axvcpu.backends.soft.riscv_mmu import Access, translate
+    from axvcpu.backends.soft.riscv_mmu import SATP_MODES, Access, translate
     from axvcpu.backends.soft.riscv_regs import PRIV_S
 
     satp = vcpu.get_register("satp")
-    mode = _SATP_MODES.get(satp >> 60)
+    mode = SATP_MODES.get(satp >> 60)
     if mode is None:
-        raise BadRequest("vcpu", f"satp mode {satp >> 60} is not one this walker knows (Bare, Sv39, Sv48)")
+        known = ", ".join(name for name, _ in SATP_MODES.values())
+        raise BadRequest("vcpu", f"satp mode {satp >> 60} is not one this walker knows ({known})")
     name, levels = mode
     if levels == 0:
         return Translation(gva, gva, name, (), 1 << PAGE_SHIFT, True, True, True)

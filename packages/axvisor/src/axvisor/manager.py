@@ -443,9 +443,9 @@ class VmManager:
 
     def translate(self, vm_id: int, vcpu: int, gva: int) -> Translation:
         """Walk guest virtual address ``gva`` through vCPU ``vcpu``'s page tables as the guest's
-        MMU would: riscv64 Sv39/Sv48 from satp, x86_64 4-level from CR3 (with CR0.PG, CR4.PAE and
-        EFER.LMA checked). A walk that meets a missing or malformed entry is a Translation with
-        ``fault`` set, not an error. VmStateError unless Paused; BadRequest("vcpu") or
+        MMU would: riscv64 Sv39/Sv48/Sv57 from satp, x86_64 4-level from CR3 (with CR0.PG,
+        CR4.PAE and EFER.LMA checked). A walk that meets a missing or malformed entry is a
+        Translation with ``fault`` set, not an error. VmStateError unless Paused; BadRequest("vcpu") or
         BadRequest("gva") for out-of-range arguments; BadRequest("vcpu") when the paging mode is
         one this walker does not know (named in the message)."""
         return self._vm(vm_id).translate(vcpu, gva)

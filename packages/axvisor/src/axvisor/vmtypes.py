@@ -219,7 +219,7 @@ class Translation:
     gpa: int | None
     """The guest physical address, or None when the walk faulted (``fault`` says where)."""
     mode: str
-    """The paging mode walked: ``bare`` (no translation), ``sv39``, ``sv48``, ``x86-4level``."""
+    """The paging mode walked: ``bare`` (no translation), ``sv39``, ``sv48``, ``sv57``, ``x86-4level``."""
     levels: tuple[tuple[int, int], ...]
     """Each step of the walk: (address of the page-table entry read, the entry's value)."""
     page_size: int

@@ -194,7 +194,7 @@ class VmDebugTarget:
 
     def _gpa(self, vcpu: VCpu, memory: Any, va: int) -> int | None:
         """The backend's own MMU first (unicorn's walk knows every mode it runs, Sv57 too);
-        else the VMM's walker (x86 4-level, riscv Sv39/Sv48)."""
+        else the VMM's walker (x86 4-level, riscv Sv39/Sv48/Sv57)."""
         try:
             gpa = attach_debugger(vcpu).translate(va)
         except DebugUnsupported:

@@ -7,8 +7,13 @@ here as the read-only ``GuestMemoryReader``: the walk never sees a host address,
 but 8-byte PTEs inside that memory, and can be tested on a plain ``GuestMemory`` with no engine
 (this module imports no unicorn).
 
-``translate`` follows the privileged spec's "Virtual Address Translation Process" (section
-4.3.2, Sv39; 4.4 Sv48): satp.MODE selects the scheme, MPRV/MPP give the effective privilege of
+``translate`` follows the privileged spec's "Virtual Address Translation Process" (v1.12:
+4.3.2; Sv39 4.4, Sv48 4.5, Sv57 4.6). satp.MODE selects the scheme (``SATP_MODES``); the
+three differ only in the number of 9-bit VPN levels (3, 4, 5), hence in the bit a VA must be
+sign-extended from (38, 47, 56), and a leaf may sit at any level (4 KiB, 2 MiB, 1 GiB,
+512 GiB, 256 TiB) if its PPN is aligned to its size. The engine accepts all three and Linux
+takes the deepest (Debian's kernel runs Sv57), so a walker without Sv57 would decode every
+fault of such a guest as if paging were off. MPRV/MPP give the effective privilege of
 data accesses from M mode, SUM lets S mode touch user pages, MXR makes executable pages
 readable. Like unicorn (QEMU 5.0's riscv target) it treats a clear A or D bit as something the
 hardware sets, not as a fault, so it faults exactly where the engine does.
@@ -30,7 +35,10 @@ _PTE_V, _PTE_R, _PTE_W, _PTE_X, _PTE_U = 1, 2, 4, 8, 16
 _MSTATUS_MPRV = 1 << 17
 _MSTATUS_SUM = 1 << 18
 _MSTATUS_MXR = 1 << 19
-_SATP_MODE_LEVELS = {8: 3, 9: 4}  # Sv39, Sv48
+SATP_MODES: dict[int, tuple[str, int]] = {0: ("bare", 0), 8: ("sv39", 3), 9: ("sv48", 4), 10: ("sv57", 5)}
+"""satp.MODE -> (name, page-table levels) for every mode the engine accepts in a satp write
+(it keeps the old value for any other); the one table the walk and ``vm translate`` share."""
+_SATP_MODE_LEVELS = {mode: levels for mode, (_, levels) in SATP_MODES.items() if levels}
 _PPN_MASK = (1 << 44) - 1
 _U64 = (1 << 64) - 1
 
@@ -86,8 +94,8 @@ def translate(
     priv = effective_priv(priv, access, mstatus)
     levels = _SATP_MODE_LEVELS.get(satp >> 60)
     if priv == PRIV_M or levels is None:
-        return va  # Bare, or M mode: no translation (unicorn also supports only Sv39/Sv48)
-    va_bits = PAGE_SHIFT + 9 * levels
+        return va  # Bare, or M mode: no translation
+    va_bits = PAGE_SHIFT + 9 * levels  # 39, 48 or 57
     top = va >> (va_bits - 1)
     if top not in (0, (1 << (65 - va_bits)) - 1):
         return None  # not sign-extended: a page fault
