@@ -107,6 +107,17 @@ def test_data_abort_syndrome_fields() -> None:
     assert bare == (0x24 << 26 | 1 << 25 | 1 << 6 | 0x07)  # from EL0; no instruction syndrome
 
 
+@requires_aarch64_toolchain
+def test_dc_zva_faults_as_a_write_not_as_cache_maintenance() -> None:
+    """ISS.CM is for cache maintenance only; DC ZVA is a store (Linux's is_write_abort needs
+    WnR set and CM clear, else a memset's DC ZVA on a fresh page faults forever)."""
+    zva, civac = decode("dc zva, x4"), decode("dc civac, x1")
+    assert zva is not None and civac is not None
+    esr = data_abort_esr(zva, 0x07, from_el0=True, with_syndrome=True)
+    assert esr >> 6 & 1 and not esr >> 8 & 1  # WnR, not CM
+    assert data_abort_esr(civac, 0x07, from_el0=True, with_syndrome=True) >> 8 & 1  # CM
+
+
 def test_immediates_vectors_and_entry_state() -> None:
     assert immediate_esr(0x15, 0xD4000001 | 0x42 << 5) == 0x15 << 26 | 1 << 25 | 0x42  # svc #0x42
     assert vector_offset(0x3C5, VECTOR_SYNC) == 0x200  # EL1h

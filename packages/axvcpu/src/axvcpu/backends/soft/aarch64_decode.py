@@ -159,7 +159,10 @@ def decode_access(insn: int, pc: int, gpr: GprReader, sp: int) -> MemAccess | No
         rt = insn & 31
         addr = _index(rt, gpr)
         zva = insn & 0x0007_0FE0 == 0x0003_0420  # DC ZVA: a 64-byte block (DCZID_EL0.BS 4)
-        return MemAccess(addr & ~63 if zva else addr, 64 if zva else 1, True, rt, cache_op=True)
+        # DC ZVA is a store: the Arm ARM's ISS.CM excludes it ("not classified as cache
+        # maintenance"), and Linux reads WnR only with CM clear (is_write_abort), so CM on a
+        # faulting memset's DC ZVA made every retry look like a read: an endless fault loop.
+        return MemAccess(addr & ~63 if zva else addr, 64 if zva else 1, True, rt, cache_op=not zva)
     return None
 
 
