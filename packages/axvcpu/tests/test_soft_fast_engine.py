@@ -109,6 +109,57 @@ def test_code_written_through_a_writable_view_is_retranslated(machines: list[Sof
     assert m.reg("a1") == 3
 
 
+PT_ROOT, PT_L1, PT_L0 = RAM_BASE + 0x30_0000, RAM_BASE + 0x30_1000, RAM_BASE + 0x30_2000
+ALIAS_VA = 0x4000_0000
+V, R, W, X, A, D = 1, 2, 4, 8, 64, 128
+ALIAS_PROGRAM = """
+1:  wfi
+    j 1b
+s_entry:
+    sw t2, 0(t0)            # through the alias, while the page holds no code: a dirty TLB entry
+    fence.i
+    jal ra, site            # translated through the identity mapping
+    mv s2, a1
+    sw t1, 0(t0)            # through the alias again: must drop the translation
+    fence.i
+    jal ra, site
+    mv s3, a1
+2:  wfi
+    j 2b
+.balign 4096
+.option push
+.option norvc
+site:
+    addi a1, x0, 0
+    ret
+.option pop
+"""
+
+
+def _addi_a1(value: int) -> int:
+    return value << 20 | 11 << 7 | 0x13  # addi a1, x0, value
+
+
+def test_code_stored_through_a_second_virtual_mapping_is_retranslated(machines: list[SoftMachine], engine: str) -> None:
+    """Linux's cross-modifying code: one page mapped writable at one address and executable at
+    another; unicorn re-protects translated code by virtual address only."""
+    m = build(machines, ALIAS_PROGRAM, engine=engine)
+    m.run_until_halt()
+    site = m.sym("site")
+    m.put_u64(PT_ROOT + 8 * 2, (RAM_BASE >> 12) << 10 | V | R | W | X | A | D)  # RAM identity-mapped
+    m.put_u64(PT_ROOT + 8 * 1, (PT_L1 >> 12) << 10 | V)
+    m.put_u64(PT_L1, (PT_L0 >> 12) << 10 | V)
+    m.put_u64(PT_L0, (site >> 12) << 10 | V | R | W | A | D)  # ALIAS_VA -> site's page, writable
+    m.vcpu.set_register("satp", 8 << 60 | PT_ROOT >> 12)
+    m.vcpu.set_register("priv", 1)
+    m.vcpu.set_register("t0", ALIAS_VA + site % PAGE_SIZE)
+    m.vcpu.set_register("t2", _addi_a1(1))
+    m.vcpu.set_register("t1", _addi_a1(2))
+    m.vcpu.set_register("pc", m.sym("s_entry"))
+    m.run_until_halt()
+    assert (m.reg("s2"), m.reg("s3")) == (1, 2)
+
+
 def test_ram_mapped_and_unmapped_after_the_hart_exists_keeps_faults_hooked(
     machines: list[SoftMachine], engine: str
 ) -> None:

@@ -34,8 +34,10 @@ from .stage2 import SoftStage2
 __all__ = ["DEFAULT_SLICE_INSTRUCTIONS", "MTIME_HZ", "MmioHandler", "SoftRiscvBackend", "TurnLock", "page_windows"]
 
 DEFAULT_SLICE_INSTRUCTIONS = 100_000
-"""Guest instructions per run(): about 1 ms of guest time; bounds the latency of M-level
-interrupts and timer checks (both happen between slices) against ~20 us of Python per slice."""
+"""Guest instructions per run() on the Python engine: about 1 ms of guest time; bounds the
+latency of M-level interrupts and timer checks (both happen between slices) against ~20 us of
+Python per slice. The C engine ends slices on events and at the timer deadline, and takes this
+as its bound in translation blocks (a quarter of it when harts take turns)."""
 
 MTIME_HZ = 10_000_000
 _NS_PER_TICK = 1_000_000_000 // MTIME_HZ

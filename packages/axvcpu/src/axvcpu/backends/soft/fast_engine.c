@@ -4,7 +4,8 @@
  *
  * Nothing here links against libunicorn: the entry points are handed in at run time (addresses
  * of the functions the Python binding already loaded), so the module builds without unicorn's
- * headers. The AXV_REG_* numbers are prepended by fast_ffi.py from unicorn's own riscv_const.
+ * headers. The AXV_REG_* numbers, AXV_UC_HOOK_EDGE_GENERATED and AXV_UC_CTL_TLB_FLUSH_WRITE are
+ * prepended by fast_ffi.py from unicorn's own constants.
  */
 #include <stdint.h>
 #include <stddef.h>
@@ -17,6 +18,7 @@ typedef int (*axv_vmem_read_fn)(void *uc, uint64_t addr, int prot, void *bytes, 
 typedef int (*axv_hook_add_fn)(void *uc, size_t *hh, int type, void *cb, void *user, uint64_t begin,
                                uint64_t end, ...);
 typedef void (*axv_intr_fn)(void *uc, uint32_t intno, void *user);
+typedef int (*axv_ctl_fn)(void *uc, int control, ...);
 
 #define AXV_UC_HOOK_INTR 1
 #define AXV_UC_HOOK_BLOCK 8
@@ -45,6 +47,7 @@ typedef struct axv_engine_fns {
     axv_emu_stop_fn emu_stop;
     axv_vmem_read_fn vmem_read;
     axv_hook_add_fn hook_add;
+    axv_ctl_fn ctl;
 } axv_engine_fns;
 
 typedef struct axv_hart {
@@ -62,6 +65,7 @@ typedef struct axv_hart {
     uint64_t watch[8][3];       /* (priv, a7, a6 or AXV_ANY): ecalls the observer must see */
     uint64_t time_reads;
     uint64_t ecalls;
+    uint64_t new_blocks;
     axv_intr_fn fallback;       /* the Python handler, for every exception not done here */
     void *fallback_user;
 } axv_hart;
@@ -231,14 +235,31 @@ python:
     h->fallback(uc, intno, h->fallback_user);
 }
 
-/* Install both hooks on engine ``uc`` for hart ``h``; 0 or unicorn's error number. */
+/* UC_HOOK_EDGE_GENERATED: called right after unicorn translated a new block (cpu-exec.c,
+   tb_find). Translating marks the block's physical page clean for code, but unicorn then
+   re-protects only the TLB entries of the block's own virtual page (translate-all.c,
+   tb_link_page: tlb_reset_dirty_by_vaddr): another mapping of that page whose TLB entry is
+   already dirty would store into the code unnoticed. A TLB flush makes every such mapping
+   refill as not-dirty, so its next store takes the slow path that invalidates the code. */
+static void axv_new_block_hook(void *uc, void *cur_tb, void *prev_tb, void *user)
+{
+    axv_hart *h = user;
+    (void)cur_tb;
+    (void)prev_tb;
+    h->new_blocks++;
+    h->fns.ctl(uc, AXV_UC_CTL_TLB_FLUSH_WRITE);
+}
+
+/* Install the hooks on engine ``uc`` for hart ``h``; 0 or unicorn's error number. */
 int axv_install(axv_hart *h, void *uc)
 {
-    size_t block = 0, intr = 0;
+    size_t block = 0, intr = 0, edge = 0;
     int err = h->fns.hook_add(uc, &block, AXV_UC_HOOK_BLOCK, (void *)axv_block_hook, h, 1, 0);
-    if (err != 0)
-        return err;
-    return h->fns.hook_add(uc, &intr, AXV_UC_HOOK_INTR, (void *)axv_intr_hook, h, 1, 0);
+    if (err == 0)
+        err = h->fns.hook_add(uc, &intr, AXV_UC_HOOK_INTR, (void *)axv_intr_hook, h, 1, 0);
+    if (err == 0)
+        err = h->fns.hook_add(uc, &edge, AXV_UC_HOOK_EDGE_GENERATED, (void *)axv_new_block_hook, h, 1, 0);
+    return err;
 }
 
 /* Arm hart ``h`` for one slice of at most ``blocks`` translation blocks. */

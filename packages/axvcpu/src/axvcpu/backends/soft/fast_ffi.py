@@ -36,6 +36,7 @@ from types import ModuleType
 from typing import Any
 
 from unicorn import riscv_const as rc
+from unicorn import unicorn_const as uc
 
 MODULE_NAME = "_axvcpu_soft_cffi"
 C_FILE = Path(__file__).with_name("fast_engine.c")
@@ -47,6 +48,7 @@ CDEF = r"""
 typedef struct axv_clock { int64_t t0_ns; int64_t paused_ns; int64_t ns_per_tick; } axv_clock;
 typedef struct axv_engine_fns {
     void *reg_read; void *reg_read_batch; void *reg_write_batch; void *emu_stop; void *vmem_read; void *hook_add;
+    void *ctl;
 } axv_engine_fns;
 typedef struct axv_hart {
     const axv_clock *clock;
@@ -63,6 +65,7 @@ typedef struct axv_hart {
     uint64_t watch[8][3];
     uint64_t time_reads;
     uint64_t ecalls;
+    uint64_t new_blocks;
     void *fallback;
     void *fallback_user;
 } axv_hart;
@@ -100,6 +103,7 @@ def engine_functions(ffi: Any) -> dict[str, Any]:
         "emu_stop": "uc_emu_stop",
         "vmem_read": "uc_vmem_read",
         "hook_add": "uc_hook_add",
+        "ctl": "uc_ctl",
     }
     return {
         field: ffi.cast("void *", ctypes.cast(getattr(uclib, name), ctypes.c_void_p).value or 0)
@@ -116,6 +120,9 @@ def cache_root() -> Path:
 def source() -> str:
     """The C file with unicorn's riscv register numbers defined in front of it."""
     defines = "".join(f"#define AXV_REG_{name} {getattr(rc, 'UC_RISCV_REG_' + name)}\n" for name in _REGISTERS)
+    defines += f"#define AXV_UC_HOOK_EDGE_GENERATED {uc.UC_HOOK_EDGE_GENERATED}\n"
+    # UC_CTL_WRITE(UC_CTL_TLB_FLUSH, 0), as unicorn.h builds a control word: type | nargs << 26 | rw << 30
+    defines += f"#define AXV_UC_CTL_TLB_FLUSH_WRITE {uc.UC_CTL_TLB_FLUSH | uc.UC_CTL_IO_WRITE << 30}\n"
     return defines + C_FILE.read_text()
 
 

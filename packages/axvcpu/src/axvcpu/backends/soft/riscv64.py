@@ -7,23 +7,36 @@ guest memory as the hart sees it is read by ``HartMemory`` (``riscv_vmem``), reg
 name by ``RegFile``; what the harts of a VM share comes in a ``HartContext``; which ecalls make every hart drop its
 translated code is the ecall observer's call (the machine installs one that knows SBI).
 
-Theory of operation. ``run()`` is one slice: apply the hart's interrupt lines, enter a pending
-M-level interrupt by hand if it is enabled, then ``emu_start(pc, count=slice)``. Counted slices
-are the only reliable way to bound a run (stopping unicorn from another thread corrupted one
-boot in three); they cost about a third of the engine's speed. The slice ends in one of four
-ways, each decoded here:
+Theory of operation. ``run()`` is one slice: apply the hart's interrupt lines (and drop the
+translations of pages written behind the engine's back), enter a pending M-level interrupt by
+hand if it is enabled, then run the engine. Nothing stops unicorn from another thread (that
+corrupted one boot in three). Two engines bound a slice:
 
-- the count ran out: ``Nothing()``, so the VM loop can look at stop requests;
+- C (``fast_slice``, the default where it builds): ``emu_start`` with no count; a C block hook
+  ends the slice before a block when another thread raised the hart's event flag (a line, a
+  kick, an IPI, a stage-2 change, code to invalidate), when mtime reaches mtimecmp, or after a
+  bound of blocks; a C INTR hook answers rdtime and enters ecall traps itself;
+- Python (the reference): ``emu_start(pc, count=slice)``, whose per-instruction count hook
+  costs about a fifth of the engine's speed, and a Python INTR hook for every exception.
+
+On the C engine unmapped/protection hooks cover only addresses outside RAM and device windows
+(recomputed with every mapping change): a hook over a RAM page sends each store to it down
+unicorn's slow path; the C engine flushes the TLB after each new translation instead, so a
+store through another mapping of a code page still takes that path and drops the code.
+The slice ends in one of four ways, each decoded here:
+
+- the count or the block bound ran out, or an event or the timer ended it: ``Nothing()``, so
+  the VM loop can look at stop requests;
 - the guest executed ``wfi`` (unicorn returns with the PC after it): ``Halt()`` unless an
   interrupt is pending and enabled in mie. Unicorn's mip never holds the M-level bits, so a
   csr instruction on mip at the start of a slice in M mode is run here, with them: every wfi
   ends a slice, so the read that follows a wfi (how firmware with interrupts masked looks for
   the IPI that woke it) always sees them;
 - a synchronous exception: unicorn calls the INTR hook instead of trapping (with the PC
-  already advanced by 4 and every ecall as cause 8). The hook emulates reads of the ``time``
-  CSR in place (rdtime is the most frequent trap of a Linux boot), tells the ecall observer of
-  an ecall, and enters every other trap by hand with the right cause and tval, without leaving
-  ``emu_start``;
+  already advanced by 4 and every ecall as cause 8). The hook (in C, or the Python one the C
+  hook hands the rest to) emulates reads of the ``time`` CSR in place (rdtime is the most
+  frequent trap of a Linux boot), tells the ecall observer of an ecall it watches, and enters
+  every other trap by hand with the right cause and tval, without leaving ``emu_start``;
 - an access to an address with neither RAM nor MMIO (unicorn stops with the PC at the
   instruction): a load/store/fetch access fault in the guest, or, with ``mmio_exits``, an
   ``MmioRead``/``MmioWrite`` exit answered with ``complete_read``.
@@ -337,14 +350,17 @@ class RiscvSoftVCpu(ArchVCpu):
         Unicorn sends every store to a page some memory hook covers down its slow path (the
         first store to a page never marks its TLB entry dirty: cputlb.c, notdirty_write), so
         hooks over all addresses cost a fifth of a Linux boot. Faults inside RAM mapped with
-        every permission cannot happen; RAM with fewer permissions stays hooked.
+        every permission cannot happen; RAM with fewer permissions stays hooked. The fast
+        stores this allows need the C engine's TLB flush after each new translation (see
+        ``fast_engine.c``) to notice code stored through another mapping; the Python engine,
+        the reference, keeps one hook over every address and every store on the slow path.
         """
         for handle in self._fault_hooks:
             self._uc.hook_del(handle)
         covered = [(gpa, size) for gpa, (size, perms) in self._ram.items() if perms == _ALL_PERMS]
+        spans = [(1, 0)] if self._fast is None else hook_gaps(covered + self._mmio_windows)  # (1, 0): all
         self._fault_hooks = [
-            self._uc.hook_add(_FAULT_HOOKS, self._on_bad_access, None, begin, end)
-            for begin, end in hook_gaps(covered + self._mmio_windows)
+            self._uc.hook_add(_FAULT_HOOKS, self._on_bad_access, None, begin, end) for begin, end in spans
         ]
 
     def invalidate_code(self, gpa: int, size: int) -> None:
