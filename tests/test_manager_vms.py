@@ -1,7 +1,8 @@
 """VmManager with real guests: a riscv U-Boot VM on the soft CPU and an x86 echo guest on KVM
 paused (no progress: pc, console and guest clock stand still), resumed (input typed while paused
 is answered), inspected, reset, stopped and deleted; and a riscv Linux VM paused at its shell
-whose /proc/uptime shows no jump across the pause.
+whose /proc/uptime shows no jump across the pause, and whose Sv57 page tables the VMM's walk
+reads as the engine does.
 
 Boots are few (U-Boot twice, echo once, Linux once); nothing here asserts a duration: waits are
 bounded only so that a hang fails, and clock checks compare two measurements of the same pause.
@@ -171,6 +172,21 @@ def uptime(console: Console) -> float:
     return float(console.expect(r"(\d+\.\d+) \d+\.\d+\s+" + re.escape(LINUX_SHELL)).group(1))
 
 
+def check_sv57_walks(manager: VmManager, vm_id: int) -> None:
+    """Debian's kernel runs Sv57 here (the deepest mode the engine accepts): the VMM's walk of
+    its trap vector (and pc and sp, paused in the kernel) must find the pages the engine's own
+    MMU finds."""
+    from axvcpu.backends.soft.riscv_debug import HartDebug  # not attached: run stays as it was
+
+    registers = manager.registers(vm_id, 0)
+    assert registers["satp"] >> 60 == 10, hex(registers["satp"])
+    in_kernel = [registers["pc"], registers["sp"]] if registers["priv"] == 1 else []  # not in OpenSBI
+    for gva in (registers["stvec"], *in_kernel):
+        walk = manager.translate(vm_id, 0, gva)
+        engine = manager.debug_call(vm_id, 0, lambda vm, n, va=gva: HartDebug.for_hart(vm.vcpus[n].arch).translate(va))
+        assert walk.mode == "sv57" and walk.gpa is not None and walk.gpa == engine, (walk, engine)
+
+
 def test_linux_paused_at_its_shell_shows_no_clock_jump(linux_images: dict[str, Path], tmp_path: Path) -> None:
     disk = tmp_path / "disk.ext4"
     shutil.copy(linux_images["disk"], disk)
@@ -186,6 +202,7 @@ def test_linux_paused_at_its_shell_shows_no_clock_jump(linux_images: dict[str, P
         before, host_before = uptime(console), time.monotonic()
         manager.pause(vm_id)
         paused_at = time.monotonic()
+        check_sv57_walks(manager, vm_id)
         time.sleep(5)
         paused = time.monotonic() - paused_at
         manager.resume(vm_id)
