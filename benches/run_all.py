@@ -48,7 +48,8 @@ BENCHES = (
 riscv Linux boots dominate: 3 per hart count and 3 disk reads on each side)."""
 
 RESULT_WORDS = ("ratio", "target")
-"""A printed line holding one of these is a result line, repeated in the summary."""
+"""A printed line holding one of these is a result line, repeated in the summary (with the line
+before it when that one ends in a colon: a heading such as exit_latency's)."""
 
 
 def run(bench: Bench, quick: bool, timeout: float) -> tuple[str, float, list[str]]:
@@ -65,10 +66,14 @@ def run(bench: Bench, quick: bool, timeout: float) -> tuple[str, float, list[str
     ) as child:
         assert child.stdout is not None
         try:
+            heading = ""
             for line in child.stdout:
                 print(line, end="", flush=True)
                 if any(word in line.lower() for word in RESULT_WORDS):
-                    results.append(line.rstrip())
+                    results += [heading, line.rstrip()] if heading else [line.rstrip()]
+                    heading = ""
+                else:
+                    heading = line.rstrip() if line.rstrip().endswith(":") else ""
             status = child.wait(timeout=max(1.0, timeout - (time.perf_counter() - start)))
         except subprocess.TimeoutExpired:
             child.kill()
