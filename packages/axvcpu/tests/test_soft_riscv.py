@@ -12,7 +12,7 @@ from axaddrspace import AccessWidth, AddrSpaceError, GuestMemoryRegion, GuestPhy
 from axvcpu import Halt, Nothing
 from axvcpu.riscv_sbi import SbiCodeFence
 
-from .riscv_asm import RAM_BASE, encode, requires_riscv_toolchain
+from .riscv_asm import RAM_BASE, assemble, encode, requires_riscv_toolchain
 from .soft_machine import DATA, U64, UART, FakeMmio, SoftMachine
 
 pytestmark = requires_riscv_toolchain
@@ -922,3 +922,71 @@ def test_parallel_harts_run_without_taking_turns(machines: list[SoftMachine]) ->
         thread.join(10)
     assert not errors
     assert (m.reg("a1", 0), m.reg("a1", 1)) == (10, 11)
+
+
+# -- 3b: the same under Sv57, the mode Debian's kernel runs on this engine (satp mode 10) ----------
+
+SV57_CODE_VA = 0x0001_0000_4000_2000  # bits 56:48 = 1: an address only Sv57 maps
+SV57_DATA_VA = 0x0001_0000_4000_0000  # the page below it is unmapped, the page above it too
+SV57_CODE_PAGE = RAM_BASE + 0x31_0000
+SV57_TABLES = [RAM_BASE + 0x20_0000 + 0x1000 * n for n in range(7)]
+
+
+def _sv57_tables(m: SoftMachine, code: bytes) -> int:
+    """RAM identity-mapped by a gigapage (the handler runs there); SV57_DATA_VA -> DATA_PAGE and
+    SV57_CODE_VA -> SV57_CODE_PAGE (holding ``code``) through all five levels."""
+    root, l3, l2, l3b, l2b, l1b, l0b = SV57_TABLES
+    m.put_u64(root + 8 * 0, (l3 >> 12) << 10 | V)
+    m.put_u64(l3 + 8 * 0, (l2 >> 12) << 10 | V)
+    m.put_u64(l2 + 8 * 2, (RAM_BASE >> 12) << 10 | V | R | W | X | A | D)
+    m.put_u64(root + 8 * 1, (l3b >> 12) << 10 | V)
+    m.put_u64(l3b + 8 * 0, (l2b >> 12) << 10 | V)
+    m.put_u64(l2b + 8 * 1, (l1b >> 12) << 10 | V)
+    m.put_u64(l1b + 8 * 0, (l0b >> 12) << 10 | V)
+    m.put_u64(l0b + 8 * 0, (DATA_PAGE >> 12) << 10 | V | R | W | A | D)
+    m.put_u64(l0b + 8 * 2, (SV57_CODE_PAGE >> 12) << 10 | V | R | X | A)
+    m.put_u64(DATA_PAGE, 0x1122_3344_5566_7788)
+    m.ram.view[SV57_CODE_PAGE - RAM_BASE : SV57_CODE_PAGE - RAM_BASE + len(code)] = code
+    return 10 << 60 | root >> 12
+
+
+@pytest.mark.parametrize(
+    ("base", "expected_stval"),
+    [
+        (SV57_DATA_VA, None),  # mapped: loads the value
+        (SV57_DATA_VA + 0x1008, SV57_DATA_VA + 0x1008),
+        (SV57_DATA_VA + 0xFFC, SV57_DATA_VA + 0x1000),  # crosses into the unmapped page above
+        (SV57_DATA_VA - 4, SV57_DATA_VA - 4),  # starts in the unmapped page below: it faulted
+    ],
+)
+def test_sv57_page_fault_reports_the_faulting_address(
+    machines: list[SoftMachine], base: int, expected_stval: int | None
+) -> None:
+    """The load itself sits at an Sv57-only VA, so decoding it reads guest code through the walk."""
+    m = build(machines, "la t0, strap\n csrw stvec, t0\n" + HALT_LOOP + S_HANDLER)
+    m.run_until_halt()
+    code = assemble("ld a1, 0(t0)\n1: wfi\n j 1b", SV57_CODE_VA).code
+    m.vcpu.set_register("medeleg", 1 << 13 | 1 << 15)
+    m.vcpu.set_register("satp", _sv57_tables(m, code))
+    assert m.reg("satp") >> 60 == 10  # the engine took Sv57
+    m.vcpu.set_register("priv", 1)
+    m.vcpu.set_register("t0", base)
+    m.vcpu.set_register("pc", SV57_CODE_VA)
+    m.run_until_halt()
+    if expected_stval is None:
+        assert m.reg("a1") == 0x1122_3344_5566_7788 and m.reg("a4") == 0
+        return
+    assert (m.reg("a4"), m.reg("a5"), m.reg("a6")) == (13, SV57_CODE_VA, expected_stval)
+
+
+def test_sv57_fetch_crossing_into_an_unmapped_page_reports_the_second_half(machines: list[SoftMachine]) -> None:
+    m = build(machines, "la t0, strap\n csrw stvec, t0\n" + HALT_LOOP + S_HANDLER)
+    m.run_until_halt()
+    ld = assemble("ld a1, 0(t0)", SV57_CODE_VA).code
+    assert len(ld) == 4  # a 4-byte instruction whose second half lies in the unmapped page
+    m.vcpu.set_register("medeleg", 1 << 12)
+    m.vcpu.set_register("satp", _sv57_tables(m, bytes(0xFFE) + ld[:2]))
+    m.vcpu.set_register("priv", 1)
+    m.vcpu.set_register("pc", SV57_CODE_VA + 0xFFE)
+    m.run_until_halt()
+    assert (m.reg("a4"), m.reg("a5"), m.reg("a6")) == (12, SV57_CODE_VA + 0xFFE, SV57_CODE_VA + 0x1000)
