@@ -3,10 +3,11 @@
 ``Snapshot.open`` reads and checks the manifest; ``check_fits`` refuses, with one line, a
 snapshot that does not fit (another backend, another config, a changed disk);
 ``Snapshot.build`` composes the VM from the saved config with its RAM mapped copy-on-write from
-the snapshot's files and no images loaded. Its ``boot()`` restores instead of preparing a boot:
-each vCPU set up and then given its saved state, the machine's runtime wiring (inline MMIO,
-the ecall hook) connected without writing boot data over guest RAM, the guest clock set, and
-every device's state put back (which raises the interrupt lines the saved state holds high).
+the snapshot's files and no images loaded, and at once the guest clock, the backend's VM-wide
+state and every device's state put back (which raises the interrupt lines the saved state holds
+high), the clock then held still. Its ``boot()`` restores the rest instead of preparing a boot:
+each vCPU set up and then given its saved state, the machine's runtime wiring (inline MMIO, the
+ecall hook) connected without writing boot data over guest RAM, the clock let go.
 A guest reset of a restored VM is a cold boot from the config, as for any VM.
 """
 
@@ -20,7 +21,7 @@ from typing import Any
 
 from axaddrspace import GuestPhysAddr, MappingFlags
 
-from ..backend import VmBackend
+from ..backend import GuestClock, VmBackend
 from ..config import AxVMCrateConfig, ConfigError, config_from_dict
 from ..host import HostResources
 from ..lifecycle import VMState, check_vm_transition
@@ -132,9 +133,12 @@ class RestoredVM(AxVM):
     ) -> None:
         super().__init__(config, backend, console_output, host, allocate_ram=False)
         self.snapshot = snapshot
+        self._clock_held = False
         try:
             with self._step("map the snapshot's RAM"):
                 self._map_snapshot_ram()
+            with self._step("restore the snapshot's clock and devices"):
+                self._restore_machine()
         except BaseException:
             self.stop()
             raise
@@ -158,13 +162,12 @@ class RestoredVM(AxVM):
             self._restore()
         self._transition(VMState.RUNNING)
 
-    def _restore(self) -> None:
+    def _restore_machine(self) -> None:
+        """At build, before anything can reach the devices (console input queued for a VM
+        created Ready is pushed into its UART at once, and a later device restore would drop
+        it): the guest clock, the backend's VM-wide state and every device's state. The guest
+        clock then stands still until ``boot()``, so a VM left Ready sees no time pass."""
         snapshot = self.snapshot
-        states = snapshot.vcpu_states()
-        for vcpu in self.vcpus:
-            vcpu.setup(GuestPhysAddr(self.config.kernel.entry_point), self.backend.stage2)
-        if isinstance(self.machine, RuntimeWiring):
-            self.machine.connect(self._target)
         clock = snapshot.manifest.get("clock")
         if isinstance(clock, int) and isinstance(self.backend, SnapshotClock):
             self.backend.restore_clock(clock)
@@ -173,6 +176,24 @@ class RestoredVM(AxVM):
                 self.backend.restore_machine_state(read_json(snapshot.directory, BACKEND))
             except ValueError as error:
                 raise SnapshotError(f"{snapshot.directory / BACKEND}: {error}") from None
+        if isinstance(self.backend, GuestClock):
+            self.backend.pause_clock()
+            self._clock_held = True
+        saved = read_json(snapshot.directory, DEVICES)
+        if not isinstance(saved, dict):
+            raise SnapshotError(f"{snapshot.directory / DEVICES}: expected a table of devices")
+        with self.device_lock:
+            restore_devices(self.buses, saved)
+
+    def _restore(self) -> None:
+        """At boot: each vCPU set up and given its saved state, the machine's runtime wiring
+        connected, the guest clock let go."""
+        snapshot = self.snapshot
+        states = snapshot.vcpu_states()
+        for vcpu in self.vcpus:
+            vcpu.setup(GuestPhysAddr(self.config.kernel.entry_point), self.backend.stage2)
+        if isinstance(self.machine, RuntimeWiring):
+            self.machine.connect(self._target)
         for vcpu, state in zip(self.vcpus, states, strict=True):
             if not isinstance(vcpu.arch, SnapshotVCpu):
                 raise SnapshotError(f"the {self.backend.name} backend's vCPUs cannot take a saved state")
@@ -180,11 +201,9 @@ class RestoredVM(AxVM):
                 vcpu.arch.load_state(state)
             except ValueError as error:
                 raise SnapshotError(f"{snapshot.directory / vcpu_file(vcpu.id)}: {error}") from None
-        saved = read_json(snapshot.directory, DEVICES)
-        if not isinstance(saved, dict):
-            raise SnapshotError(f"{snapshot.directory / DEVICES}: expected a table of devices")
-        with self.device_lock:
-            restore_devices(self.buses, saved)
+        if self._clock_held and isinstance(self.backend, GuestClock):
+            self.backend.resume_clock()
+            self._clock_held = False
 
 
 def clone_document(snapshot: Snapshot, index: int, disk: Path | None) -> dict[str, Any]:
