@@ -68,9 +68,12 @@ def random_tables(tables: PageTables, mode: str, rng: random.Random) -> list[int
         mapped.append(va)
     mapped.append(canonical(mode, rng) & ~(PAGE - 1))  # last, so no later leaf replaces its path:
     tables.map(mode, mapped[-1], 1 << 48, 0, V | R | W | X | A | D)  # one page S mode can use
-    root = tables.root(mode)
-    for _ in range(rng.randrange(3)):  # a next-level table outside guest RAM
-        tables.write_entry(root + 8 * rng.randrange(512), ((1 << 40) + PAGE * rng.randrange(64)) >> 12 << 10 | V)
+    usable_slot = (mapped[-1] >> (va_bits(mode) - 9)) & 0x1FF
+    for slot in {rng.randrange(512) for _ in range(rng.randrange(3))} - {usable_slot}:
+        outside = (1 << 40) + PAGE * rng.randrange(64)  # a next-level table outside guest RAM
+        tables.write_entry(tables.root(mode) + 8 * slot, outside >> 12 << 10 | V)
+        top = slot << (va_bits(mode) - 9)
+        mapped.append(top | (U64 << va_bits(mode)) & U64 if slot >= 256 else top)  # an address under it
     return mapped
 
 
