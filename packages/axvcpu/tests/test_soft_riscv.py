@@ -9,8 +9,8 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from axaddrspace import AccessWidth, AddrSpaceError, GuestMemoryRegion, GuestPhysAddr, MappingFlags
-from axvcpu import Halt, Nothing
-from axvcpu.riscv_sbi import SbiCodeFence
+from axvcpu import Halt, Hypercall, Nothing
+from axvcpu.riscv_sbi import EID_HVC, SbiCodeFence
 
 from .riscv_asm import RAM_BASE, assemble, encode, requires_riscv_toolchain
 from .soft_machine import DATA, U64, UART, FakeMmio, SoftMachine
@@ -160,6 +160,38 @@ def test_ecall_reaches_the_m_handler_with_the_cause_of_its_privilege(
     assert m.reg("a2") == ecall_pc
     assert m.reg("priv") == 3
     assert (m.reg("mstatus") >> 11) & 3 == priv  # MPP records where the trap came from
+
+
+@pytest.mark.parametrize("priv", [0, 1])
+def test_an_ecall_with_axvisors_hypercall_eid_is_a_hypercall_exit_not_a_trap(
+    machines: list[SoftMachine], priv: int
+) -> None:
+    m = build(machines, ECALL_PROGRAM)
+    m.run_until_halt()
+    ecall_pc = m.sym("ecall_site")
+    m.vcpu.set_register("priv", priv)
+    m.vcpu.set_register("pc", ecall_pc)
+    for n, name in enumerate(("a0", "a1", "a2", "a3", "a4", "a5")):
+        m.vcpu.set_register(name, 0x100 + n)
+    m.vcpu.set_register("a6", 2)
+    m.vcpu.set_register("a7", EID_HVC)
+    exits = []
+    while not isinstance(exit_reason := m.vcpu.run(), Hypercall):
+        assert isinstance(exit_reason, Nothing), exit_reason
+        exits.append(exit_reason)
+    assert exit_reason == Hypercall(2, (0x100, 0x101, 0x102, 0x103, 0x104, 0x105))
+    assert m.reg("pc") == ecall_pc + 4  # the VMM writes a0/a1 and the guest goes on after the ecall
+    assert m.reg("priv") == priv and m.reg("a1") == 0x101  # no trap was entered
+
+
+def test_an_m_mode_ecall_with_the_hypercall_eid_still_traps(machines: list[SoftMachine]) -> None:
+    m = build(machines, ECALL_PROGRAM)
+    m.run_until_halt()
+    m.vcpu.set_register("priv", 3)
+    m.vcpu.set_register("pc", m.sym("ecall_site"))
+    m.vcpu.set_register("a7", EID_HVC)
+    m.run_until_halt()
+    assert m.reg("a1") == 11  # the M handler saw an ecall from M
 
 
 def test_ecall_from_u_delegated_by_medeleg_goes_to_the_s_handler(machines: list[SoftMachine]) -> None:

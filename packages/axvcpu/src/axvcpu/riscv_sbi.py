@@ -26,6 +26,10 @@ SBI_RFENCE_REMOTE_FENCE_I = 0
 SBI_EXT_HSM = 0x0048_534D  # "HSM"
 SBI_HSM_HART_START = 0
 _A6, _A7 = 16, 17
+EID_HVC = 0x48_5643
+"""AxVisor's hypercall extension ("HVC"): an ecall with a7 = EID_HVC from S or U mode is a
+``Hypercall(nr=a6, args=(a0..a5))`` exit to the VMM, as AxVisor's riscv vCPU reports it, never
+a trap into the guest's own firmware or kernel (a7 holds no Linux syscall number that large)."""
 
 
 class SbiCodeFence:

@@ -26,11 +26,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from axvcpu import Hypercall, VCpu
+from axvcpu.riscv_sbi import EID_HVC
 
 log = logging.getLogger(__name__)
 
-EID_HVC = 0x485643
-"""riscv64: the SBI extension id AxVisor's hypercalls use ("HVC" in ASCII)."""
+__all__ = ["EID_HVC", "HvError", "HyperCallCode", "HypercallContext", "HypercallError", "HypercallTable"]
 
 
 class HyperCallCode(enum.IntEnum):

@@ -140,14 +140,16 @@ class FastHart:
     def ecalls(self) -> int:
         return int(self._h.ecalls)
 
-    def watch_ecalls(self, observer: object) -> None:
+    def watch_ecalls(self, observer: object, always: tuple[tuple[int, int, int | None], ...] = ()) -> None:
         """Route to Python only the ecalls ``observer`` may answer True for (its ``watched_calls``:
-        (priv, a7, a6 or None) triples); every ecall when it does not say; none without one."""
+        (priv, a7, a6 or None) triples) and those in ``always``; every ecall when the observer
+        does not say which."""
         if observer is self._watching:
             return
         self._watching = observer
         h = self._h
-        watched = getattr(observer, "watched_calls", None) if observer is not None else ()
+        observed = getattr(observer, "watched_calls", None) if observer is not None else ()
+        watched = None if observed is None else (*observed, *always)
         if watched is None or len(watched) > _MAX_WATCH:
             h.ecall_mode = 0
             return

@@ -89,7 +89,8 @@ from axaddrspace import PAGE_SIZE, GuestPhysAddr, Stage2Mapper
 
 from ...arch import ArchVCpu
 from ...errors import PendingReadError
-from ...exits import AxVCpuExitReason, FailEntry, Halt, MmioRead, MmioWrite, Nothing
+from ...exits import AxVCpuExitReason, FailEntry, Halt, Hypercall, MmioRead, MmioWrite, Nothing
+from ...riscv_sbi import EID_HVC
 from . import riscv_state
 from .engine_ranges import CodeRanges, hook_gaps
 from .fast_slice import FastClock, FastHart
@@ -114,7 +115,7 @@ from .riscv_fault import (
 from .riscv_irq import IRQ_MSIP, IRQ_MTIP, MIP_BITS, MTIMECMP_RESET, HartInterrupts, highest
 from .riscv_mmu import Access
 from .riscv_priv import EXC_BREAKPOINT, EXC_ECALL_U, EXC_ILLEGAL_INSN
-from .riscv_regs import CSR_IDS, PC, PRIV, PRIV_M, RegFile, set_mhartid
+from .riscv_regs import CSR_IDS, PC, PRIV, PRIV_M, PRIV_S, PRIV_U, RegFile, set_mhartid
 from .riscv_trap import enter_trap, interrupt_enabled
 from .riscv_vmem import HartMemory
 
@@ -122,6 +123,10 @@ _U64 = (1 << 64) - 1
 _UNTIL = _U64  # an odd address is never a PC: slices end by count, wfi or error only
 _WFI_BYTES = WFI.to_bytes(4, "little")
 _X0 = rc.UC_RISCV_REG_X0
+_A6, _A7 = 16, 17
+_HYPERCALL_ARGS = range(10, 16)  # a0..a5
+HYPERCALL_ECALLS = ((PRIV_S, EID_HVC, None), (PRIV_U, EID_HVC, None))
+"""The ecalls the C hook hands to Python as AxVisor hypercalls (priv, a7, a6 or None)."""
 _MIP, _MIE, _MSTATUS, _MIDELEG, _SATP = (CSR_IDS[n] for n in ("mip", "mie", "mstatus", "mideleg", "satp"))
 _ALL_PERMS = UC_PROT_READ | UC_PROT_WRITE | UC_PROT_EXEC
 _FAULT_HOOKS = (
@@ -202,6 +207,7 @@ class RiscvSoftVCpu(ArchVCpu):
         self._fail: str | None = None
         self._slice_traps = 0  # traps entered in this slice: a fetch fault is not counted as an instruction
         self._pending_read: _PendingRead | None = None
+        self._hypercall: Hypercall | None = None
         self._mmio_windows: list[tuple[int, int]] = []
         self._closed = False
         self._halted = False
@@ -409,7 +415,7 @@ class RiscvSoftVCpu(ArchVCpu):
         fast = self._fast
         if fast is not None:
             fast.clear_event()  # before the lines and requests are taken: later ones end the slice
-            fast.watch_ecalls(self._context.ecall_observer)
+            fast.watch_ecalls(self._context.ecall_observer, HYPERCALL_ECALLS)
         self._take_interrupt()
         self._halted = False
         pc = regs.pc
@@ -431,6 +437,9 @@ class RiscvSoftVCpu(ArchVCpu):
         self._raise_hook_error()
         if self._fail is not None:
             return FailEntry(0, self._fail)
+        if self._hypercall is not None:
+            call, self._hypercall = self._hypercall, None
+            return call
         if fast is not None and fast.stop_reason:
             return Nothing()  # ended before a block by the C hook: not at a wfi
         return self._after_slice()
@@ -601,6 +610,10 @@ class RiscvSoftVCpu(ArchVCpu):
                 return
             trap = outcome
         elif intno == EXC_ECALL_U:
+            if priv != PRIV_M and self._gpr(_A7) == EID_HVC:  # the PC is already past the ecall
+                self._hypercall = Hypercall(self._gpr(_A6), tuple(self._gpr(n) for n in _HYPERCALL_ARGS))
+                uc.emu_stop()
+                return
             trap = ecall_trap(priv)
             observer = self._context.ecall_observer
             if observer is not None and observer.on_ecall(self.hart, priv, self._gpr):
