@@ -180,3 +180,11 @@ def test_the_walk_names_the_fault_and_its_address(
 
 def test_with_the_mmu_off_nothing_faults_in_the_walk(memory: GuestMemory) -> None:
     assert fault_status(walk(memory, sctlr=0), 0xC000_0000, 4, write=True, fetch=False, el0=True) is None
+
+
+def test_fault_hooks_cover_everything_but_ram_and_device_windows() -> None:
+    from axvcpu.backends.soft.aarch64 import hook_gaps
+
+    covered = [(0x4000_0000, 0x1000), (0x0900_0000, 0x1000), (0x0900_1000, 0x1000)]
+    assert hook_gaps(covered) == [(0, 0x08FF_FFFF), (0x0900_2000, 0x3FFF_FFFF), (0x4000_1000, (1 << 64) - 1)]
+    assert hook_gaps([]) == [(0, (1 << 64) - 1)]
