@@ -5,12 +5,16 @@ reset rebuilds the VM. Waits are bounded only so that a hang fails."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from axvisor import VM
 from axvisor.manager import BadRequest, VMState
+
+from .host_tools import require
 
 CONFIG = Path(__file__).parent.parent / "configs" / "vms" / "uboot-riscv64-virt-smp1.toml"
 PROMPT = "=> "
@@ -92,3 +96,41 @@ def test_the_readme_example_runs_on_riscv_linux() -> None:
     section = readme.split("## Scripting a VM from Python", 1)[1]
     code = section.split("```python\n", 1)[1].split("```", 1)[0]
     exec(compile(code, "README.md", "exec"), {"__name__": "readme"})
+
+
+def hvc_program_disk(folder: Path) -> Path:
+    """An ext4 disk holding /hvc, the riscv64 program making AxVisor hypercalls (guests/riscv/hvc.S)."""
+    require("riscv64-linux-gnu-as", "riscv64-linux-gnu-ld", why="assembles the riscv64 hypercall program")
+    require("mke2fs", "debugfs", why="builds the ext4 disk holding the program")
+    guests = Path(__file__).parent / "guests" / "riscv"
+    run = {"check": True, "capture_output": True, "timeout": 300}
+    subprocess.run(
+        ["riscv64-linux-gnu-as", "-I", str(guests), "-o", str(folder / "hvc.o"), str(guests / "hvc.S")], **run
+    )
+    subprocess.run(
+        ["riscv64-linux-gnu-ld", "-static", "--no-relax", "-o", str(folder / "hvc"), str(folder / "hvc.o")], **run
+    )
+    disk = folder / "disk.ext4"
+    builder = Path(__file__).parent.parent / "scripts" / "build-disk-image.py"
+    subprocess.run([sys.executable, str(builder), "--size", "8M", "--bench-size", "0", "--output", str(disk),
+                    "--extra-file", f"{folder / 'hvc'}:/hvc"], **run)  # fmt: skip
+    return disk
+
+
+def test_a_linux_program_calls_axvisors_hypercalls(tmp_path: Path) -> None:
+    """A static program in a riscv Linux guest makes AxVisor hypercalls: Debug is served by the
+    VMM, a code a Python hook serves answers its value, an unserved code NOT_SUPPORTED."""
+    disk = hvc_program_disk(tmp_path)
+    config = tmp_path / "linux-hvc.toml"
+    text = (CONFIG.parent / "linux-riscv64-virt-smp1.toml").read_text()
+    text = text.replace('disk_path = "~/.cache/axvisor/riscv64/disk-vm.ext4"', f'disk_path = "{disk}"')
+    config.write_text(text.replace('"~/', f'"{Path.home()}/'))
+    calls: list[tuple[int, tuple[int, ...]]] = []
+    with VM.from_config(config) as vm:
+        vm.on_hypercall(0x40, lambda vcpu, args: calls.append((vcpu, args)) or args[0] * 2)
+        vm.start()
+        vm.expect("axvisor# ", timeout=600)
+        vm.send("mount -o ro /dev/vda /mnt && /mnt/hvc\n")
+        line = vm.expect(r"hvc:( [0-9a-f]{16}){4}", timeout=120).decode().rsplit("hvc:", 1)[1].split()
+    assert [int(word, 16) for word in line] == [0, 0, 42, (1 << 64) - 2]
+    assert [(vcpu, args[0], len(args)) for vcpu, args in calls] == [(0, 21, 6)]  # a0..a5 as the guest left them
