@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from axaddrspace import GuestPhysAddr
-from axvcpu import Halt, Nothing
+from axvcpu import Halt, Hypercall, Nothing
 
 from .a64_machine import DATA, RAM_BASE, A64Machine
 from .aarch64_asm import requires_aarch64_toolchain
@@ -429,5 +429,35 @@ def test_only_timer_msrs_reach_python_through_the_c_filter() -> None:
         m.run_until_halt()
         assert seen == [(3, 3, 14, 3, 1)]  # 200 MSRs to DAIF and TPIDR_EL1 stayed in C
         assert m.reg("x3") & 3 == 1 and m.reg("tpidr_el1") == 1
+    finally:
+        m.close()
+
+
+def test_hvc_and_smc_leave_run_as_hypercalls_answered_in_x0() -> None:
+    src = """
+    ldr x0, =0xC4000003      // PSCI CPU_ON (SMC64), upper bits of x0 ignored: w0 is the function id
+    orr x0, x0, #0xFFFF00000000
+    mov x1, #1
+    ldr x2, =0x40080000
+    mov x3, #7
+    hvc #0
+    mov x10, x0
+    ldr x0, =0x84000008      // SYSTEM_OFF
+    smc #0x12
+    mov x11, x0
+1:  wfi
+    b 1b
+"""
+    m = A64Machine(src)
+    try:
+        assert m.vcpu.run() == Hypercall(0xC400_0003, (1, 0x4008_0000, 7, 0, 0, 0))
+        assert m.vcpu.last_call == ("hvc", 0)
+        m.vcpu.set_register("x0", 0)  # PSCI SUCCESS
+        assert m.vcpu.run() == Hypercall(0x8400_0008, (1, 0x4008_0000, 7, 0, 0, 0))
+        assert m.vcpu.last_call == ("smc", 0x12)
+        m.vcpu.set_register("x0", (1 << 64) - 2)  # NOT_SUPPORTED
+        assert m.vcpu.run() == Halt()
+        assert m.reg("x10") == 0 and m.reg("x11") == (1 << 64) - 2
+        assert m.vcpu.exceptions_entered == 0  # neither was entered in the guest
     finally:
         m.close()
