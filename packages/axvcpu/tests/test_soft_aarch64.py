@@ -12,12 +12,13 @@ from typing import Any
 
 import pytest
 
-from axaddrspace import GuestPhysAddr
-from axvcpu import Halt, Hypercall, Nothing
+from axaddrspace import AccessWidth, GuestPhysAddr
+from axvcpu import FailEntry, Halt, Hypercall, Nothing
 
-from .a64_machine import DATA, RAM_BASE, A64Machine
+from .a64_machine import DATA, DEVICE, RAM_BASE, A64Machine
 from .aarch64_asm import requires_aarch64_toolchain
 from .host_tools import needs
+from .soft_machine import FakeMmio
 
 pytestmark = requires_aarch64_toolchain
 
@@ -459,5 +460,31 @@ def test_hvc_and_smc_leave_run_as_hypercalls_answered_in_x0() -> None:
         assert m.vcpu.run() == Halt()
         assert m.reg("x10") == 0 and m.reg("x11") == (1 << 64) - 2
         assert m.vcpu.exceptions_entered == 0  # neither was entered in the guest
+    finally:
+        m.close()
+
+
+def test_device_windows_are_served_inline_by_the_handler() -> None:
+    mmio = FakeMmio({DEVICE + 0x18: 0x90})  # a PL011 FR value
+    src = "ldr x2, =DEVICE\n mov w1, #'A'\n strb w1, [x2]\n ldr w3, [x2, #0x18]\n ldrh w4, [x2, #0x1a]\n" + HALT
+    m = A64Machine(src, mmio=mmio)
+    try:
+        assert m.run_until_halt()[-1] == Halt()  # no exit on the way: served on the vCPU's thread
+        assert mmio.writes == [(DEVICE, AccessWidth.BYTE, 0x41)]
+        assert (DEVICE + 0x18, AccessWidth.DWORD) in mmio.reads
+        assert m.reg("x3") == 0x90 and m.reg("x4") == 0
+    finally:
+        m.close()
+
+
+def test_a_handler_that_raises_ends_the_run_with_fail_entry() -> None:
+    class Broken(FakeMmio):
+        def read(self, addr: int, width: AccessWidth) -> int:
+            raise RuntimeError("device bug")
+
+    m = A64Machine("ldr x2, =DEVICE\n ldr w3, [x2]\n" + HALT, mmio=Broken())
+    try:
+        exit_reason = m.vcpu.run()
+        assert isinstance(exit_reason, FailEntry) and "device bug" in exit_reason.detail
     finally:
         m.close()

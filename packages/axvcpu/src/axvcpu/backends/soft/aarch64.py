@@ -147,6 +147,10 @@ _WIDTHS = {1: AccessWidth.BYTE, 2: AccessWidth.WORD, 4: AccessWidth.DWORD, 8: Ac
 _INTR_HOOK = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_uint32, ctypes.c_void_p)
 """unicorn's uc_cb_hookintr_t."""
 
+_MMIO_READ = ctypes.CFUNCTYPE(ctypes.c_uint64, ctypes.c_void_p, ctypes.c_uint64, ctypes.c_uint, ctypes.c_void_p)
+_MMIO_WRITE = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_uint64, ctypes.c_uint, ctypes.c_uint64, ctypes.c_void_p)
+"""unicorn's uc_cb_mmio_read_t and uc_cb_mmio_write_t; the user data is the window's base."""
+
 _vmem_read = None
 if _uclib is not None and hasattr(_uclib, "uc_vmem_read"):  # unicorn >= 2.1
     _vmem_read = ctypes.CFUNCTYPE(
@@ -214,6 +218,7 @@ class Aarch64SoftVCpu(ArchVCpu):
         self._exit: AxVCpuExitReason | None = None
         self._pending_read: _PendingRead | None = None
         self._mmio_windows: list[tuple[int, int]] = []
+        self._mmio_callbacks: tuple[Any, Any] | None = None  # kept alive as long as the engine
         self._counter_generation = -1
         self._engine_ctl = [0, 0]  # CNTV_CTL, CNTP_CTL as last written into the engine
         self._code_dirty = threading.Event()
@@ -404,13 +409,43 @@ class Aarch64SoftVCpu(ArchVCpu):
             self._mmio_windows = []
             for start, size in windows:
                 try:
-                    self._uc.mmio_map(start, size, self._mmio_read, start, self._mmio_write, start)
+                    self._map_mmio(start, size)
                 except UcError as err:
                     raise ValueError(
                         f"MMIO window [{start:#x}, +{size:#x}) overlaps guest RAM or another window ({err})"
                     ) from err
                 self._mmio_windows.append((start, size))
             self._place_fault_hooks()
+
+    def _map_mmio(self, start: int, size: int) -> None:
+        """One window, its callbacks raw ctypes functions where the library handle is at hand
+        (the binding's wrappers cost about 10 us more per access)."""
+        if _uclib is None:
+            self._uc.mmio_map(start, size, self._mmio_read, start, self._mmio_write, start)
+            return
+        if self._mmio_callbacks is None:
+            self._mmio_callbacks = (_MMIO_READ(self._raw_mmio_read), _MMIO_WRITE(self._raw_mmio_write))
+        read, write = self._mmio_callbacks
+        status = _uclib.uc_mmio_map(
+            self._uc._uch, start, size, read, ctypes.c_void_p(start), write, ctypes.c_void_p(start)
+        )
+        if status:
+            raise UcError(status)
+
+    def _raw_mmio_read(self, _uc: int, offset: int, size: int, base: int) -> int:
+        try:
+            return self._mmio_read(None, offset, size, base or 0)
+        except Exception as err:  # a device bug must not vanish inside a ctypes callback
+            self._fail = f"vCPU {self.vcpu_id}: MMIO read at {(base or 0) + offset:#x} failed: {err!r}"
+            self._uc.emu_stop()
+            return 0
+
+    def _raw_mmio_write(self, _uc: int, offset: int, size: int, value: int, base: int) -> None:
+        try:
+            self._mmio_write(None, offset, size, value, base or 0)
+        except Exception as err:
+            self._fail = f"vCPU {self.vcpu_id}: MMIO write at {(base or 0) + offset:#x} failed: {err!r}"
+            self._uc.emu_stop()
 
     def _mmio_read(self, _uc: Any, offset: int, size: int, base: int) -> int:
         width = _WIDTHS.get(size)
