@@ -206,16 +206,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_info()
         if args.command in OPERATE_COMMANDS:
             return run_operate(args)
-        if args.gdb is not None or args.paused:
-            from .gdb.run import run_with_gdb  # only when asked for: run's start-up stays lean
-
-            return run_with_gdb(args.configs, args.gdb, args.paused)
         if args.restore is not None:
             from .restore_cli import cmd_restore  # only when asked for: run's start-up stays lean
 
             return cmd_restore(args)
         if not args.configs:
             build_parser().error("run: the following arguments are required: CONFIG (or --restore DIR)")
+        if args.gdb is not None or args.paused:
+            from .gdb.run import run_with_gdb  # only when asked for: run's start-up stays lean
+
+            return run_with_gdb(args.configs, args.gdb, args.paused)
         return cmd_run(args.configs)
     except (UserError, ConfigError) as error:
         print(error, file=sys.stderr)
