@@ -5,7 +5,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 out=${1:?usage: build.sh OUTPUT_DIR [NAME...]}
 shift
 names=("$@")
-[ ${#names[@]} -gt 0 ] || names=(hello mmio irq smp memory echo bench)
+[ ${#names[@]} -gt 0 ] || names=(hello mmio irq smp memory echo bench ivc)
 command -v gcc >/dev/null || { echo "build.sh: gcc is missing (Debian: apt-get install gcc)" >&2; exit 2; }
 mkdir -p "$out"
 cflags=(-O2 -ffreestanding -fno-pic -fno-pie -no-pie -nostdlib -static -mno-red-zone -mgeneral-regs-only

@@ -16,7 +16,7 @@ from typing import Protocol, runtime_checkable
 
 from axaddrspace import GuestMemory
 from axdevice import IrqLine
-from axvcpu import AxVCpuExitReason, VCpu
+from axvcpu import AxVCpuExitReason, Hypercall, VCpu
 
 from .capabilities import BackendCapabilities
 from .config import Arch, AxVMCrateConfig
@@ -88,6 +88,18 @@ class VcpuRunHooks(Protocol):
 
     def vcpu_exit(self, target: BootTarget, vcpu_id: int,
                   exit_reason: AxVCpuExitReason) -> AxVCpuExitReason | None: ...
+
+
+@runtime_checkable
+class HypercallDoorbell(Protocol):
+    """A machine whose guests call the hypervisor by writing an I/O port, because the
+    architecture's instruction never reaches the VMM (x86 ``vmcall`` on KVM is served in the
+    kernel). ``AxVM.run_vcpu`` turns a write to ``hypercall_port`` into ``doorbell_call``'s
+    Hypercall before any device sees it, and ``HypercallTable.handle`` writes the result."""
+
+    hypercall_port: int
+
+    def doorbell_call(self, vcpu: VCpu) -> Hypercall: ...
 
 
 class GenericMachine:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from axaddrspace import AddrRange, AddrSpace, GuestPhysAddr, MappingFlags
 from axdevice import BaseDeviceOps, EmuDeviceType, IrqLine, Uart16550
-from axvcpu import AxVCpuExitReason, Hypercall, Nothing, SystemDown, VCpu, VCpuState
+from axvcpu import AxVCpuExitReason, Hypercall, IoWrite, Nothing, SystemDown, VCpu, VCpuState
 
 from .backend import GuestClock, VmBackend
 from .capabilities import BackendCapabilities
@@ -29,7 +29,7 @@ from .host import HostResources, LocalHost
 from .hypercalls import HypercallTable
 from .ivc import IvcEndpoint
 from .lifecycle import VMState, check_vm_transition
-from .machine import BootPlan, BootTarget, VcpuRunHooks
+from .machine import BootPlan, BootTarget, HypercallDoorbell, VcpuRunHooks
 from .machines.registry import machine_for
 
 if TYPE_CHECKING:  # the consoles' types: their modules load with the devices (axdevice's lazy names)
@@ -85,6 +85,7 @@ class AxVM:
         self._allocate_ram = allocate_ram
         self.machine = machine_for(config.base.arch)
         self._run_hooks = self.machine if isinstance(self.machine, VcpuRunHooks) else None
+        self._doorbell = self.machine if isinstance(self.machine, HypercallDoorbell) else None
         self.boot_plan: BootPlan | None = None
         """How to enter the loaded images; set by the loader, used by boot()."""
         self.vcpus: list[VCpu] = []
@@ -344,6 +345,8 @@ class AxVM:
         counts = self.exit_counts[vcpu_id]
         observers = self.exit_observers
         hooks, target = self._run_hooks, self._target
+        doorbell = self._doorbell
+        doorbell_port = doorbell.hypercall_port if doorbell is not None else -1
         while True:
             request = self._exit_request
             if request is not None:
@@ -357,6 +360,9 @@ class AxVM:
             counts[kind] = counts.get(kind, 0) + 1
             if observers:
                 self._tell_observers(vcpu_id, exit_reason)
+            if doorbell is not None and kind is IoWrite and exit_reason.port == doorbell_port:  # type: ignore[union-attr]
+                self.hypercalls.handle(vcpu, vcpu_id, doorbell.doorbell_call(vcpu))
+                continue
             outcome = devices.handle_exit(exit_reason, addrspace)
             if outcome is None:
                 passed = exit_reason if hooks is None else hooks.vcpu_exit(target, vcpu_id, exit_reason)

@@ -1,6 +1,12 @@
 """The x86_64 PC machine: COM1, isa-debug-exit, i8042 reset, ACPI PM1a power-off, CMOS RTC, PCI
 type-1 ports on the port bus; KVM's in-kernel PIC/IOAPIC/PIT; e820, MP table and long-mode boot set up by the VMM.
 
+AxVisor's hypercalls: ``vmcall`` never reaches the VMM on KVM (the kernel answers it), so a guest
+rings ``HYPERCALL_PORT`` instead: the code in rax, arguments in rdi, rsi, rdx, rcx (AxVisor's x86
+registers, as for vmcall), then ``out %eax, $0xe0`` (the immediate form: rdx carries an argument,
+so the port cannot be in dx); the result comes back in rax (``hypercalls``). No device sits
+there, and the port is never a quiet one.
+
 Device interrupts are the backend's numbered lines (the ``IrqLines`` capability): a backend
 without them cannot run this machine, which says so (``MissingCapability``). Everything in the
 boot area is written here at boot: GDT, TSS, page tables, the command line, and the boot info
@@ -14,6 +20,7 @@ from typing import Protocol, runtime_checkable
 
 from axaddrspace import GuestPhysAddr
 from axdevice import I8042, AcpiPmControl, CmosRtc, DebugExit, IrqLine, PciConfigPorts, Uart16550, Uart16550Port
+from axvcpu import Hypercall, VCpu
 from axvcpu.x86 import X86VCpu
 
 from ...config import Arch, AxVMCrateConfig
@@ -34,6 +41,10 @@ COM1_IRQ = 4
 IOAPIC_PINS = 24
 """KVM's in-kernel IOAPIC (KVM_IOAPIC_NUM_PINS): a device's irq_id is one of its pins."""
 MP_STATE_RUNNABLE = 0
+HYPERCALL_PORT = 0xE0
+"""The hypercall doorbell (a write of any width): below 0x100 for ``out``'s immediate form, and a
+port neither this machine, QEMU's PC machines nor Linux's delays (0x80, 0xed) use."""
+HYPERCALL_ARGS = ("rdi", "rsi", "rdx", "rcx")
 MP_TABLE_SIZE = 1024
 """The last KiB of base memory, which the MP table may fill."""
 
@@ -57,6 +68,11 @@ def params_address(config: AxVMCrateConfig) -> int:
 
 class X86Machine:
     arch = Arch.X86_64
+    hypercall_port = HYPERCALL_PORT
+
+    def doorbell_call(self, vcpu: VCpu) -> Hypercall:
+        """The hypercall a doorbell write makes, from the vCPU's registers (``HypercallDoorbell``)."""
+        return Hypercall(vcpu.get_register("rax"), tuple(vcpu.get_register(name) for name in HYPERCALL_ARGS))
 
     def irq_line(self, target: BootTarget, irq: int) -> IrqLine:
         if not 0 <= irq < IOAPIC_PINS:  # checked here, not only by KVM, so a dry run finds it too
@@ -94,7 +110,9 @@ class X86Machine:
         guest's port 0x80 delays and probes then cost no trip through Python after the first)."""
         quiet = target.backend.quiet_ports
         if quiet is not None:
-            quiet.set_quiet_ports(target.devices.ports_without_devices(), target.devices.count_port_misses)
+            bitmap = bytearray(target.devices.ports_without_devices())
+            bitmap[HYPERCALL_PORT // 8] &= ~(1 << HYPERCALL_PORT % 8)  # the doorbell must exit to the VMM
+            quiet.set_quiet_ports(bytes(bitmap), target.devices.count_port_misses)
         config, memory = target.config, target.memory
         regions = [(r.gpa, r.size) for r in config.kernel.memory_regions]
         boot_base = layout.boot_base(config.kernel.memory_regions)
