@@ -3,7 +3,9 @@
 Theory of operation. A guest calls the hypervisor with its architecture's instruction: riscv64
 ``ecall`` with a7 = ``EID_HVC`` (0x485643, "HVC"), the code in a6 and arguments in a0..a5;
 aarch64 ``hvc #0`` with the code in x0 and arguments in x1..x6; x86_64 ``vmcall`` with the code
-in rax and arguments in rdi, rsi, rdx, rcx. The vCPU reports a ``Hypercall(nr, args)`` exit;
+in rax and arguments in rdi, rsi, rdx, rcx (on KVM, which keeps ``vmcall`` in the kernel, the same
+registers and ``out %eax, $0xe0``: the x86 machine's doorbell). The vCPU reports a
+``Hypercall(nr, args)`` exit;
 ``HypercallTable.handle`` runs the handler for the code on the vCPU's thread and writes the
 result where the guest reads it: riscv64 an SBI return (a0 = error, a1 = value), aarch64 x0 and
 x86_64 rax (the value, or the negative error code).
