@@ -143,7 +143,8 @@ def _built_module() -> Path:
     for part in (CDEF, text, cffi.__version__, sys.implementation.cache_tag or ""):
         digest.update(part.encode() + b"\0")
     folder = cache_root() / "cffi" / digest.hexdigest()[:20]
-    target = folder / (MODULE_NAME + (sysconfig.get_config_var("EXT_SUFFIX") or ".so"))
+    # EXTENSION_SUFFIXES[0] is this interpreter's EXT_SUFFIX; sysconfig would cost ~50 ms of start-up
+    target = folder / (MODULE_NAME + importlib.machinery.EXTENSION_SUFFIXES[0])
     if not target.is_file():
         _compile(cffi, text, folder, target)
     return target
