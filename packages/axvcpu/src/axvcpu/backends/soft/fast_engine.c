@@ -24,6 +24,7 @@ typedef int (*axv_ctl_fn)(void *uc, int control, ...);
 #define AXV_UC_HOOK_BLOCK 8
 #define AXV_UC_PROT_EXEC 4
 #define AXV_NO_TIMER UINT64_MAX
+#define AXV_PAGE_SIZE 4096ULL
 #define AXV_ANY UINT64_MAX
 
 /* Why a slice ended, when this module ended it (0: it did not). */
@@ -259,6 +260,27 @@ int axv_install(axv_hart *h, void *uc)
         err = h->fns.hook_add(uc, &intr, AXV_UC_HOOK_INTR, (void *)axv_intr_hook, h, 1, 0);
     if (err == 0)
         err = h->fns.hook_add(uc, &edge, AXV_UC_HOOK_EDGE_GENERATED, (void *)axv_new_block_hook, h, 1, 0);
+    return err;
+}
+
+/* Drop the translated code of the ``n`` guest physical pages at ``pages``, with the host at
+   PRIV=M: uc_ctl_remove_cache translates its start as a fetch through the current MMU, which in
+   M mode is the identity. 0 or unicorn's first error. */
+int axv_invalidate_pages(axv_hart *h, void *uc, const uint64_t *pages, size_t n)
+{
+    int priv_reg = AXV_REG_PRIV;
+    uint64_t priv = 0, m = 3;
+    void *priv_val[1] = {&priv};
+    void *m_val[1] = {&m};
+    size_t i;
+    int err = h->fns.reg_read_batch(uc, &priv_reg, priv_val, 1);
+    if (err == 0)
+        err = h->fns.reg_write_batch(uc, &priv_reg, m_val, 1);
+    if (err != 0)
+        return err;
+    for (i = 0; i < n && err == 0; i++)
+        err = h->fns.ctl(uc, AXV_UC_CTL_REMOVE_CACHE_WRITE, pages[i], pages[i] + AXV_PAGE_SIZE);
+    h->fns.reg_write_batch(uc, &priv_reg, priv_val, 1);
     return err;
 }
 

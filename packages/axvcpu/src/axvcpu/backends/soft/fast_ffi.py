@@ -72,6 +72,7 @@ typedef struct axv_hart {
 uint64_t axv_mtime(const axv_clock *clock);
 int axv_install(axv_hart *h, void *uc);
 void axv_slice_begin(axv_hart *h, uint64_t blocks, int32_t timer_armed);
+int axv_invalidate_pages(axv_hart *h, void *uc, const uint64_t *pages, size_t n);
 """
 
 
@@ -123,6 +124,8 @@ def source() -> str:
     defines += f"#define AXV_UC_HOOK_EDGE_GENERATED {uc.UC_HOOK_EDGE_GENERATED}\n"
     # UC_CTL_WRITE(UC_CTL_TLB_FLUSH, 0), as unicorn.h builds a control word: type | nargs << 26 | rw << 30
     defines += f"#define AXV_UC_CTL_TLB_FLUSH_WRITE {uc.UC_CTL_TLB_FLUSH | uc.UC_CTL_IO_WRITE << 30}\n"
+    remove_cache = uc.UC_CTL_TB_REMOVE_CACHE | 2 << 26 | uc.UC_CTL_IO_WRITE << 30  # two arguments: start, end
+    defines += f"#define AXV_UC_CTL_REMOVE_CACHE_WRITE {remove_cache}\n"
     return defines + C_FILE.read_text()
 
 

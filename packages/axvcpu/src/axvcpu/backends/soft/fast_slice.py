@@ -83,6 +83,8 @@ class FastHart:
         module = load()
         ffi, lib = module.ffi, module.lib
         self._lib = lib
+        self._ffi = ffi
+        self._uc = ffi.cast("void *", uc_handle)
         self._fallback = fallback
         self.hook_error: BaseException | None = None
         h = ffi.new("axv_hart *")
@@ -96,7 +98,7 @@ class FastHart:
         h.fallback = ffi.cast("void *", ctypes.cast(self._callback, ctypes.c_void_p).value or 0)
         self._h = h
         self._watching: object = object()  # the observer the watch table was built for
-        err = lib.axv_install(h, ffi.cast("void *", uc_handle))
+        err = lib.axv_install(h, self._uc)
         if err:
             raise RuntimeError(f"uc_hook_add failed installing the soft CPU's C hooks (unicorn error {err})")
 
@@ -123,6 +125,13 @@ class FastHart:
     def clear_event(self) -> None:
         """Forget events already seen: called before the slice's lines and requests are taken."""
         self._h.event = 0
+
+    def invalidate_pages(self, pages: list[int]) -> None:
+        """Drop the translations of these guest physical pages (RAM only), in one C call."""
+        if pages:
+            err = self._lib.axv_invalidate_pages(self._h, self._uc, self._ffi.new("uint64_t[]", pages), len(pages))
+            if err:
+                raise RuntimeError(f"uc_ctl_remove_cache failed (unicorn error {err})")
 
     def begin(self, blocks: int, timer_armed: bool) -> None:
         self._lib.axv_slice_begin(self._h, blocks, 1 if timer_armed else 0)

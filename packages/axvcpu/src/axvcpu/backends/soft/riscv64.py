@@ -511,14 +511,17 @@ class RiscvSoftVCpu(ArchVCpu):
         if overflow:
             self.flush_translations()
             return
+        in_ram = [page for page in pages if any(gpa <= page < gpa + size for gpa, (size, _) in self._ram.items())]
+        self.code_invalidations += len(in_ram)
+        if self._fast is not None:
+            self._fast.invalidate_pages(in_ram)
+            return
         regs = self._regs
         priv = regs.priv
         regs.set_priv(PRIV_M)
         try:
-            for page in pages:
-                if any(gpa <= page < gpa + size for gpa, (size, _) in self._ram.items()):
-                    self._uc.ctl_remove_cache(page, page + PAGE_SIZE)
-                    self.code_invalidations += 1
+            for page in in_ram:
+                self._uc.ctl_remove_cache(page, page + PAGE_SIZE)
         finally:
             regs.set_priv(priv)
 
