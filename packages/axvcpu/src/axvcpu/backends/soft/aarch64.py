@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import ctypes
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -76,6 +77,7 @@ from ...arch import ArchVCpu
 from ...errors import PendingReadError
 from ...exits import AxVCpuExitReason, FailEntry, Halt, Hypercall, MmioRead, MmioWrite, Nothing
 from . import aarch64_regs as r
+from . import aarch64_state
 from .aarch64_decode import MemAccess, decode_access, is_wfi, loaded_value
 from .aarch64_exceptions import (
     EC_BRK64,
@@ -743,6 +745,42 @@ class Aarch64SoftVCpu(ArchVCpu):
         self._pending_read = _PendingRead(access, pc)
         reg_width = AccessWidth.QWORD if access.sf else AccessWidth.DWORD
         return MmioRead(addr, width, reg=access.rt, reg_width=reg_width, signed=access.signed)
+
+    # -- snapshots (aarch64_state) ---------------------------------------------------------------
+
+    def save_state(self) -> dict[str, Any]:
+        """This vCPU's full state as plain data (``aarch64_state.capture``); call it between runs."""
+        with self.engine_lock:
+            self._check_open()
+            return aarch64_state.capture(
+                self._regs,
+                self._uc,
+                self._timers,
+                self._irq,
+                vcpu_id=self.vcpu_id,
+                physical_count=self._counter.physical(),
+                woke_masked=self._woke_masked,
+            )
+
+    def load_state(self, state: Mapping[str, Any]) -> None:
+        """Take a saved state (``aarch64_state.restore``; VCpuStateError naming a bad field)."""
+        with self.engine_lock:
+            self._check_open()
+            self._woke_masked = aarch64_state.restore(
+                self._regs,
+                self._uc,
+                self._timers,
+                self._irq,
+                state,
+                vcpu_id=self.vcpu_id,
+                physical_count=self._counter.physical(),
+            )
+            for timer in (VIRT, PHYS):  # ISTATUS is recomputed at the next slice
+                self._regs.set_sysreg(_CTL_REG[timer], self._timers.ctl[timer])
+                self._engine_ctl[timer] = self._timers.ctl[timer]
+            self._counter_generation = -1
+            self._pending_read = None
+            self._uc.ctl_flush_tb()
 
     def __repr__(self) -> str:
         return f"Aarch64SoftVCpu(vcpu={self.vcpu_id})"

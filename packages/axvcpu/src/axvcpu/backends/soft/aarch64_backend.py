@@ -127,6 +127,14 @@ class SoftAarch64Backend:
     def resume_clock(self) -> None:
         self._counter.resume()
 
+    def save_clock(self) -> int:
+        """The guest clock for a snapshot: the virtual count now (stands still while paused)."""
+        return self._counter.virtual()
+
+    def restore_clock(self, ticks: int) -> None:
+        """Make the virtual count read ``ticks`` now and count on from there (a snapshot restored)."""
+        self._counter.restore(ticks)
+
     def close(self) -> None:
         with self._lock:
             vcpus = list(self._vcpus.values())

@@ -50,6 +50,19 @@ class IrqInput:
         with self._cond:
             self._latched = False
 
+    def saved(self) -> tuple[bool, bool]:
+        """(latched pulse, level) for a snapshot."""
+        with self._cond:
+            return self._latched, self._level
+
+    def restore_saved(self, pulse: bool, level: bool) -> None:
+        """Take back what ``saved`` returned (a snapshot restored; the GIC drives the level on)."""
+        with self._cond:
+            self._latched = bool(pulse)
+            self._level = bool(level)
+            if pulse or level:
+                self._cond.notify_all()
+
     def kick(self) -> None:
         with self._cond:
             self._kicked = True

@@ -148,6 +148,14 @@ class GuestCounter:
             self._paused_ns = None
             self.generation += 1
 
+    def restore(self, ticks: int) -> None:
+        """Make the virtual count read ``ticks`` now and count on from there (a snapshot
+        restored), paused or not; every vCPU writes its CNTVOFF_EL2 again."""
+        now = self._paused_ns if self._paused_ns is not None else time.monotonic_ns()
+        origin = now - ticks * NS_PER_TICK
+        self._origin_ns = origin - origin % NS_PER_TICK
+        self.generation += 1
+
     def deadline(self, timer: int, cval: int) -> float:
         """The time.monotonic() value at which ``timer``'s count reaches ``cval``."""
         ticks_ns = min(cval, 1 << 62) * NS_PER_TICK
