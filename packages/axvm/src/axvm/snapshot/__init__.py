@@ -2,7 +2,7 @@
 
 from .errors import SnapshotError
 from .manifest import FORMAT_VERSION, DiskRecord, config_document, config_hash
-from .protocols import RestorableDevice, RuntimeWiring, SnapshotClock, SnapshotMachine, SnapshotVCpu
+from .protocols import RestorableDevice, RuntimeWiring, SnapshotClock, SnapshotMachine, SnapshotPlatform, SnapshotVCpu
 from .ram import map_from_file, write_sparse
 from .restore import RestoredVM, Snapshot, clone_document
 from .take import prepare_directory, vcpu_state, write_snapshot
@@ -17,6 +17,7 @@ __all__ = [
     "SnapshotClock",
     "SnapshotError",
     "SnapshotMachine",
+    "SnapshotPlatform",
     "SnapshotVCpu",
     "clone_document",
     "config_document",

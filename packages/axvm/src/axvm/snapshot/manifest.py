@@ -33,6 +33,7 @@ FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 DEVICES = "devices.json"
 BACKEND = "backend.json"
+PLATFORM = "machine.json"
 DISK_HEAD_BYTES = 1 << 20
 """How much of each disk is hashed: its partition table, superblock and first metadata."""
 

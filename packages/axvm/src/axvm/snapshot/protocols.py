@@ -37,6 +37,16 @@ class SnapshotMachine(Protocol):
 
 
 @runtime_checkable
+class SnapshotPlatform(Protocol):
+    """A machine with state of its own outside devices and vCPUs (the arm board's PSCI power
+    states: a secondary vCPU still off must come back off)."""
+
+    def save_platform_state(self) -> dict[str, Any]: ...
+
+    def restore_platform_state(self, saved: Mapping[str, Any]) -> None: ...
+
+
+@runtime_checkable
 class RestorableDevice(Protocol):
     """A device with a saved state (a dataclass) that it can take back in place."""
 

@@ -33,6 +33,7 @@ from .manifest import (
     BACKEND,
     DEVICES,
     MANIFEST,
+    PLATFORM,
     DiskRecord,
     check_manifest,
     config_document,
@@ -41,7 +42,7 @@ from .manifest import (
     read_json,
     vcpu_file,
 )
-from .protocols import RuntimeWiring, SnapshotClock, SnapshotMachine, SnapshotVCpu
+from .protocols import RuntimeWiring, SnapshotClock, SnapshotMachine, SnapshotPlatform, SnapshotVCpu
 from .ram import map_from_file
 
 
@@ -184,6 +185,11 @@ class RestoredVM(AxVM):
             raise SnapshotError(f"{snapshot.directory / DEVICES}: expected a table of devices")
         with self.device_lock:
             restore_devices(self.buses, saved)
+        if isinstance(self.machine, SnapshotPlatform):
+            try:
+                self.machine.restore_platform_state(read_json(snapshot.directory, PLATFORM))
+            except ValueError as error:
+                raise SnapshotError(f"{snapshot.directory / PLATFORM}: {error}") from None
 
     def _restore(self) -> None:
         """At boot: each vCPU set up and given its saved state, the machine's runtime wiring

@@ -22,6 +22,7 @@ from .manifest import (
     FORMAT,
     FORMAT_VERSION,
     MANIFEST,
+    PLATFORM,
     config_document,
     config_hash,
     disks_of,
@@ -29,7 +30,7 @@ from .manifest import (
     vcpu_file,
     write_json,
 )
-from .protocols import SnapshotClock, SnapshotMachine, SnapshotVCpu
+from .protocols import SnapshotClock, SnapshotMachine, SnapshotPlatform, SnapshotVCpu
 from .ram import write_sparse
 
 
@@ -71,6 +72,7 @@ def write_snapshot(
         devices = capture_devices(vm.buses)
         clock = backend.save_clock() if isinstance(backend, SnapshotClock) else None
         machine = backend.save_machine_state() if isinstance(backend, SnapshotMachine) else None
+        platform = vm.machine.save_platform_state() if isinstance(vm.machine, SnapshotPlatform) else None
     flags = {region.gpa: region.flags for region in vm.config.kernel.memory_regions}
     ram = []
     try:
@@ -84,6 +86,8 @@ def write_snapshot(
         write_json(directory, DEVICES, devices)
         if machine is not None:
             write_json(directory, BACKEND, machine)
+        if platform is not None:
+            write_json(directory, PLATFORM, platform)
         document = config_document(vm.config)
         manifest = {
             "format": FORMAT,

@@ -28,7 +28,8 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 from axaddrspace import GuestPhysAddr
 from axdevice import Gicv2, IrqLine, NullIrqLine, Pl011, Pl031, VmControl, ppi_intid, spi_intid
@@ -111,10 +112,27 @@ class ArmVirtMachine:
 
     # -- boot ------------------------------------------------------------------------------
 
-    def prepare_boot(self, target: BootTarget, plan: BootPlan) -> None:
+    def connect(self, target: BootTarget) -> None:
+        """The runtime wiring apart from boot data (all a restored snapshot needs): the device
+        windows served inline."""
         inline = target.backend.inline_mmio
         if inline is not None:
             inline.set_mmio_handler(target.devices.mmio_windows(), target.devices)
+
+    def save_platform_state(self) -> dict[str, Any]:
+        """The machine's own state for a snapshot: each vCPU's PSCI power state."""
+        return {"power": self.power.saved() if self.power is not None else None}
+
+    def restore_platform_state(self, saved: Mapping[str, Any]) -> None:
+        """Take back ``save_platform_state``'s data (ValueError naming the field)."""
+        power = saved.get("power") if isinstance(saved, Mapping) else None
+        if self.power is not None:
+            if not isinstance(power, Mapping):
+                raise ValueError(f"power must be a table, not {power!r}")
+            self.power.restore_saved(power)
+
+    def prepare_boot(self, target: BootTarget, plan: BootPlan) -> None:
+        self.connect(target)
         dtb_addr, generated = device_tree_address(target.config)
         if generated:
             target.memory.write(GuestPhysAddr(dtb_addr), self.device_tree(target, plan))

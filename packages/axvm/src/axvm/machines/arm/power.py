@@ -14,8 +14,9 @@ does not run until a CPU_ON names it again.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from . import psci
 from .layout import mpidr_affinity
@@ -60,6 +61,34 @@ class CpuPower:
                 case _:
                     pass
             return result
+
+    def saved(self) -> dict[str, Any]:
+        """Every vCPU's power state and any CPU_ON entry not yet taken, as plain data (a snapshot)."""
+        with self._lock:
+            return {
+                "states": [state.name for state in self._states],
+                "starts": {str(cpu): [start.entry, start.context_id] for cpu, start in self._starts.items()},
+            }
+
+    def restore_saved(self, saved: Mapping[str, Any]) -> None:
+        """Take back what ``saved`` returned; ValueError naming the field otherwise (a vCPU off
+        at the snapshot stays off until a CPU_ON names it)."""
+        states, starts = saved.get("states"), saved.get("starts")
+        names = {state.name: state for state in psci.AffinityState}
+        if not isinstance(states, list) or len(states) != len(self._states) or not all(s in names for s in states):
+            raise ValueError(f"power.states must list {len(self._states)} of {', '.join(names)}, not {states!r}")
+        parsed: dict[int, StartRequest] = {}
+        if not isinstance(starts, Mapping):
+            raise ValueError(f"power.starts must be a table, not {starts!r}")
+        for key, value in starts.items():
+            cpu = int(key) if isinstance(key, str) and key.isdigit() else -1
+            ok = isinstance(value, list) and len(value) == 2 and all(type(v) is int and v >= 0 for v in value)
+            if not 0 <= cpu < len(self._states) or not ok or names[states[cpu]] is not psci.AffinityState.ON_PENDING:
+                raise ValueError(f"power.starts[{key!r}] = {value!r} is not a pending CPU_ON of a vCPU")
+            parsed[cpu] = StartRequest(value[0], value[1])
+        with self._lock:
+            self._states = [names[s] for s in states]
+            self._starts = parsed
 
     def take_start(self, cpu: int) -> StartRequest | None:
         """The entry a pending CPU_ON left for ``cpu`` (now ON), or None if there is none."""
