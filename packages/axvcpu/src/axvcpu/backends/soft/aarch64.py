@@ -40,7 +40,8 @@ while PSTATE.I is set shortens the slices, and after a wfi it woke the vCPU sing
 guest's unmask (``_step_to_unmask``). An MSR hook, behind a C filter that lets only the timer
 registers reach Python (``aarch64_msr_filter``), keeps the timer controls unicorn drops.
 Hooks unicorn calls often (exceptions, device windows, MSR) are raw ctypes callbacks, not the
-binding's wrappers, which cost about 10 us more a call.
+binding's wrappers, which cost about 10 us more a call. ``save_state``/``load_state`` carry the
+vCPU's full state for a VM snapshot (``aarch64_state`` says what is and is not saved).
 """
 
 from __future__ import annotations
