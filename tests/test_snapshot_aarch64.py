@@ -49,6 +49,8 @@ def test_uboot_aarch64_saved_at_its_prompt_answers_after_a_restore_elsewhere(
     vcpu = json.loads((snap / "vcpu-0.json").read_text())
     assert vcpu["arch"] == "aarch64" and len(vcpu["q"]) == 32 and vcpu["sysregs"]["vbar_el1"] != 0
     assert json.loads((snap / "machine.json").read_text())["power"]["states"] == ["ON"]
+    devices = json.loads((snap / "devices.json").read_text())
+    assert {entry["type"] for entry in devices.values()} == {"Gicv2", "Pl011", "Pl031"}  # the GIC saved once
     with VmManager() as second:
         restored = second.create("", restore=snap)
         console = Console(second, restored.id)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from axdevice import BaseDeviceOps, Uart16550Mmio, Uart16550Port
+from axdevice import BaseDeviceOps, GicDistributorWindow, Uart16550Mmio, Uart16550Port
 from axdevice.virtio import VirtioMmioTransport
 from axdevice.virtio.serialize import from_dict, to_dict
 
@@ -30,9 +30,12 @@ def _devices(buses: DeviceBuses) -> dict[str, BaseDeviceOps]:
 
 
 def _inner(device: BaseDeviceOps) -> object:
-    """What holds the state: the UART behind a bus adapter, else the device itself."""
+    """What holds the state: the UART behind a bus adapter, the GIC behind its distributor's
+    window (saved once: its CPU interface window is the same GIC), else the device itself."""
     if isinstance(device, Uart16550Mmio | Uart16550Port):
         return device.uart
+    if isinstance(device, GicDistributorWindow):
+        return device.gic
     return device
 
 

@@ -555,7 +555,7 @@ class Aarch64SoftVCpu(ArchVCpu):
         """ISTATUS into the engine's control registers (written only when it changes: only
         these writes change them), the outputs to the sink."""
         timers = self._timers
-        if not (timers.ctl[VIRT] | timers.ctl[PHYS] | self._engine_ctl[VIRT] | self._engine_ctl[PHYS]):
+        if not (timers.ctl[VIRT] | timers.ctl[PHYS] | self._engine_ctl[VIRT] | self._engine_ctl[PHYS] | timers.resend):
             return  # both timers off and the engine shows them off: no output can change
         cvals, counts = self._cvals(), self._counts()
         for timer in (VIRT, PHYS):

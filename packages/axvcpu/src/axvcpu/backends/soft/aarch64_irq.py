@@ -55,12 +55,13 @@ class IrqInput:
         with self._cond:
             return self._latched, self._level
 
-    def restore_saved(self, pulse: bool, level: bool) -> None:
-        """Take back what ``saved`` returned (a snapshot restored; the GIC drives the level on)."""
+    def restore_pulse(self, pulse: bool) -> None:
+        """Take back the latched pulse ``saved`` returned (a snapshot restored). The level is
+        not: the GIC's restored state drives it (and only on a change, so a level written here
+        could disagree with the GIC for good)."""
         with self._cond:
             self._latched = bool(pulse)
-            self._level = bool(level)
-            if pulse or level:
+            if pulse:
                 self._cond.notify_all()
 
     def kick(self) -> None:

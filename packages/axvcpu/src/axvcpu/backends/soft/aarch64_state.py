@@ -5,7 +5,9 @@ X0-X30, the two stack pointers it uses (SP_EL0, SP_EL1), the PC, PSTATE (NZCV, D
 CurrentEL, SPSel), the SIMD&FP registers V0-V31 with FPCR and FPSR, its EL1/EL0 system
 registers and the generic timer. Outside unicorn this vCPU keeps the timers' ENABLE/IMASK and
 last output levels (``GenericTimers``: unicorn drops the guest's control writes) and its IRQ
-input's latched pulse and level (``IrqInput``). ``capture`` reads all of it into a dict of
+input's latched pulse and level (``IrqInput``). The IRQ level and the timer PPIs are also the
+GIC's, restored with the devices: restore takes back only the latched pulse, and has the
+timers tell the GIC both their levels at the next slice. ``capture`` reads all of it into a dict of
 ints; ``restore`` checks every field first, then writes it into a fresh engine: the system
 registers, then PSTATE (hflags rebuilt for its EL), then the stack pointers, the general and
 FP registers and the PC.
@@ -222,7 +224,8 @@ def restore(
     regs.write_many([(r.PC, state["pc"])])
     timers.ctl = [timer["cntv_ctl"], timer["cntp_ctl"]]
     timers.levels = list(timer["levels"])
-    irq.restore_saved(state["irq"]["pulse"], state["irq"]["level"])
+    timers.resend = True  # the GIC's restored PPI levels hear the timers' own at the next slice
+    irq.restore_pulse(state["irq"]["pulse"])  # the level is the GIC's to drive (restored with it)
     return bool(state["woke_masked"])
 
 

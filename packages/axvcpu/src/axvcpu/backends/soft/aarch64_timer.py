@@ -75,6 +75,9 @@ class GenericTimers:
         self.ctl = [0, 0]
         self.levels = [False, False]
         self.sink: TimerSink | None = None
+        self.resend = False
+        """Tell the sink both levels at the next ``update``, changed or not (after a restore the
+        interrupt controller's saved view of them may differ from the vCPU's)."""
         self._lock = threading.Lock()
 
     def write_ctl(self, timer: int, value: int) -> None:
@@ -87,12 +90,13 @@ class GenericTimers:
         return ctl | (CTL_ISTATUS if fires(ctl, cval, count) else 0)
 
     def update(self, cvals: tuple[int, int], counts: tuple[int, int]) -> None:
-        """Recompute both outputs; tell the sink of each change."""
+        """Recompute both outputs; tell the sink of each change (of both after ``resend``)."""
+        resend, self.resend = self.resend, False
         for timer in (VIRT, PHYS):
             ctl = self.ctl[timer]
             level = fires(ctl, cvals[timer], counts[timer]) and not ctl & CTL_IMASK
             with self._lock:
-                changed = level != self.levels[timer]
+                changed = resend or level != self.levels[timer]
                 self.levels[timer] = level
             sink = self.sink
             if changed and sink is not None:
