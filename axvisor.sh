@@ -174,6 +174,9 @@ ensure_images() {
   elif grep -q '\.cache/axvisor/riscv64/opensbi' <<<"$configs"; then
     scripts/fetch-debian-images.sh opensbi >/dev/null
   fi
+  if grep -q '\.cache/axvisor/arm64/' <<<"$configs"; then
+    scripts/prepare-arm64-linux.sh >/dev/null
+  fi
   if grep -q '\.cache/axvisor/amd64/linux' <<<"$configs"; then
     scripts/fetch-debian-images.sh --arch amd64 linux-image-amd64 >/dev/null
   fi
