@@ -21,24 +21,13 @@ version, so each host compiles once per header and the result is replaced atomic
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
-import importlib.machinery
-import importlib.util
-import io
-import os
 import platform
-import shlex
-import shutil
-import subprocess
-import sys
 import sysconfig
-import tempfile
 import threading
 from pathlib import Path
 from types import ModuleType
-from typing import Any
 
+from ... import cffi_build
 from .errors import KvmUnavailable
 
 MODULE_NAME = "_axvcpu_kvm_cffi"
@@ -461,12 +450,6 @@ def load() -> ModuleType:
         return _loaded
 
 
-def cache_root() -> Path:
-    """``$AXVISOR_CACHE`` or ``~/.cache/axvisor``."""
-    env = os.environ.get("AXVISOR_CACHE")
-    return Path(env) if env else Path.home() / ".cache" / "axvisor"
-
-
 def _kvm_headers() -> list[Path]:
     """The header files the build reads: linux/kvm.h and the architecture's asm/kvm.h."""
     if not KVM_HEADER.is_file():
@@ -480,78 +463,18 @@ def _kvm_headers() -> list[Path]:
     return found
 
 
-def _compiler() -> list[str]:
-    """The C compiler command ($CC, else Python's own CC as for any extension), checked to exist."""
-    command = shlex.split(os.environ.get("CC") or sysconfig.get_config_var("CC") or "gcc") or ["gcc"]
-    if shutil.which(command[0]) is None:
-        raise KvmUnavailable(f"cannot build the KVM bindings: C compiler {command[0]!r} not found ({APT_HINT})")
-    return command
+def _extension() -> cffi_build.Extension:
+    headers = tuple(header.read_bytes() for header in _kvm_headers())
+    return cffi_build.Extension(MODULE_NAME, CDEF, SOURCE, "the KVM bindings", KvmUnavailable, APT_HINT, headers)
 
 
 def _built_module() -> Path:
     """Path of the compiled extension for this host, compiling it if the cache lacks it."""
     if platform.machine() not in ("x86_64", "AMD64"):
         raise KvmUnavailable(f"the KVM backend supports x86_64 hosts only (this host is {platform.machine()})")
-    import cffi  # imported here: only hosts that use KVM pay for it
-
-    digest = hashlib.sha256()
-    for part in (CDEF, SOURCE, cffi.__version__, sys.implementation.cache_tag or ""):
-        digest.update(part.encode() + b"\0")
-    for header in _kvm_headers():
-        digest.update(header.read_bytes() + b"\0")
-    folder = cache_root() / "cffi" / digest.hexdigest()[:20]
-    target = folder / (MODULE_NAME + (sysconfig.get_config_var("EXT_SUFFIX") or ".so"))
-    if not target.is_file():
-        _compile(cffi, folder, target)
-    return target
-
-
-def _compile(cffi: Any, folder: Path, target: Path) -> None:
-    """Emit the C file with cffi, compile it with CC, and move the result into place atomically."""
-    compiler = _compiler()
-    include = sysconfig.get_paths()["include"]
-    if not Path(include, "Python.h").is_file():
-        raise KvmUnavailable(f"cannot build the KVM bindings: Python.h is missing from {include} "
-                             f"(apt-get install python3-dev)")
-    builder = cffi.FFI()
-    builder.cdef(CDEF)
-    builder.set_source(MODULE_NAME, SOURCE)
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        work = Path(tempfile.mkdtemp(prefix="build-", dir=folder))
-    except OSError as error:
-        raise KvmUnavailable(f"cannot build the KVM bindings: cache folder {folder}: {error.strerror}") from None
-    try:
-        source = work / f"{MODULE_NAME}.c"
-        with contextlib.redirect_stdout(io.StringIO()):  # cffi prints "generating <file>"
-            builder.emit_c_code(str(source))
-        output = work / target.name
-        command = [*compiler, "-shared", "-fPIC", "-O2", "-fno-strict-aliasing", f"-I{include}",
-                   "-o", str(output), str(source)]
-        result = subprocess.run(command, capture_output=True, text=True, check=False)
-        if result.returncode != 0:
-            log = folder / "build-error.log"
-            log.write_text(" ".join(command) + "\n" + result.stderr)
-            first = next((line for line in result.stderr.splitlines() if "error" in line), "no message")
-            raise KvmUnavailable(f"cannot build the KVM bindings: {compiler[0]} failed: {first.strip()} "
-                                 f"(full log: {log}; {APT_HINT})")
-        os.replace(output, target)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+    return cffi_build.built_module(_extension())
 
 
 def _import(path: Path) -> ModuleType:
     """Import the extension at ``path`` under its fixed module name."""
-    if MODULE_NAME in sys.modules:
-        return sys.modules[MODULE_NAME]
-    loader = importlib.machinery.ExtensionFileLoader(MODULE_NAME, str(path))
-    spec = importlib.util.spec_from_file_location(MODULE_NAME, path, loader=loader)
-    if spec is None:
-        raise KvmUnavailable(f"cannot load the KVM bindings from {path}")
-    module = importlib.util.module_from_spec(spec)
-    try:
-        loader.exec_module(module)
-    except ImportError as error:
-        raise KvmUnavailable(f"cannot load the KVM bindings from {path}: {error}") from None
-    sys.modules[MODULE_NAME] = module
-    return module
+    return cffi_build.import_module(_extension(), path)

@@ -29,6 +29,8 @@ import tempfile
 import threading
 from pathlib import Path
 
+from ... import cffi_build
+
 __all__ = ["CpReg", "SYS_HOOK", "load"]
 
 SOURCE = r"""
@@ -77,15 +79,10 @@ def load() -> int | None:
         return _loaded[0]
 
 
-def _cache_root() -> Path:
-    env = os.environ.get("AXVISOR_CACHE")
-    return Path(env) if env else Path.home() / ".cache" / "axvisor"
-
-
 def _build() -> int | None:
     command = shlex.split(os.environ.get("CC") or sysconfig.get_config_var("CC") or "gcc") or ["gcc"]
     digest = hashlib.sha256(SOURCE.encode() + " ".join(command).encode()).hexdigest()[:20]
-    target = _cache_root() / "cffi" / f"aarch64-msr-filter-{digest}.so"
+    target = cffi_build.cache_root() / "cffi" / f"aarch64-msr-filter-{digest}.so"
     try:
         if not target.is_file():
             if shutil.which(command[0]) is None:

@@ -17,19 +17,7 @@ engine (``fast_slice.engine_choice``).
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
-import hashlib
-import importlib.machinery
-import importlib.util
-import io
-import os
-import shlex
-import shutil
-import subprocess
-import sys
-import sysconfig
-import tempfile
 import threading
 from pathlib import Path
 from types import ModuleType
@@ -37,6 +25,8 @@ from typing import Any
 
 from unicorn import riscv_const as rc
 from unicorn import unicorn_const as uc
+
+from ... import cffi_build
 
 MODULE_NAME = "_axvcpu_soft_cffi"
 C_FILE = Path(__file__).with_name("fast_engine.c")
@@ -112,12 +102,6 @@ def engine_functions(ffi: Any) -> dict[str, Any]:
     }
 
 
-def cache_root() -> Path:
-    """``$AXVISOR_CACHE`` or ``~/.cache/axvisor``."""
-    env = os.environ.get("AXVISOR_CACHE")
-    return Path(env) if env else Path.home() / ".cache" / "axvisor"
-
-
 def source() -> str:
     """The C file with unicorn's riscv register numbers defined in front of it."""
     defines = "".join(f"#define AXV_REG_{name} {getattr(rc, 'UC_RISCV_REG_' + name)}\n" for name in _REGISTERS)
@@ -129,89 +113,13 @@ def source() -> str:
     return defines + C_FILE.read_text()
 
 
-def _compiler() -> list[str]:
-    command = shlex.split(os.environ.get("CC") or sysconfig.get_config_var("CC") or "gcc") or ["gcc"]
-    if shutil.which(command[0]) is None:
-        raise SoftEngineUnavailable(
-            f"cannot build the soft CPU's C hooks: C compiler {command[0]!r} not found " f"({APT_HINT})"
-        )
-    return command
+def _extension() -> cffi_build.Extension:
+    return cffi_build.Extension(MODULE_NAME, CDEF, source(), "the soft CPU's C hooks", SoftEngineUnavailable, APT_HINT)
 
 
 def _built_module() -> Path:
-    import cffi  # imported here: only the C engine pays for it
-
-    text = source()
-    digest = hashlib.sha256()
-    for part in (CDEF, text, cffi.__version__, sys.implementation.cache_tag or ""):
-        digest.update(part.encode() + b"\0")
-    folder = cache_root() / "cffi" / digest.hexdigest()[:20]
-    # EXTENSION_SUFFIXES[0] is this interpreter's EXT_SUFFIX; sysconfig would cost ~50 ms of start-up
-    target = folder / (MODULE_NAME + importlib.machinery.EXTENSION_SUFFIXES[0])
-    if not target.is_file():
-        _compile(cffi, text, folder, target)
-    return target
-
-
-def _compile(cffi: Any, text: str, folder: Path, target: Path) -> None:
-    """Emit the C file with cffi, compile it with CC, and move the result into place atomically."""
-    compiler = _compiler()
-    include = sysconfig.get_paths()["include"]
-    if not Path(include, "Python.h").is_file():
-        raise SoftEngineUnavailable(
-            f"cannot build the soft CPU's C hooks: Python.h is missing from {include} " f"({APT_HINT})"
-        )
-    builder = cffi.FFI()
-    builder.cdef(CDEF)
-    builder.set_source(MODULE_NAME, text)
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        work = Path(tempfile.mkdtemp(prefix="build-", dir=folder))
-    except OSError as error:
-        raise SoftEngineUnavailable(
-            f"cannot build the soft CPU's C hooks: cache folder {folder}: " f"{error.strerror}"
-        ) from None
-    try:
-        c_file = work / f"{MODULE_NAME}.c"
-        with contextlib.redirect_stdout(io.StringIO()):  # cffi prints "generating <file>"
-            builder.emit_c_code(str(c_file))
-        output = work / target.name
-        command = [
-            *compiler,
-            "-shared",
-            "-fPIC",
-            "-O2",
-            "-fno-strict-aliasing",
-            f"-I{include}",
-            "-o",
-            str(output),
-            str(c_file),
-        ]
-        result = subprocess.run(command, capture_output=True, text=True, check=False)
-        if result.returncode != 0:
-            log = folder / "build-error.log"
-            log.write_text(" ".join(command) + "\n" + result.stderr)
-            first = next((line for line in result.stderr.splitlines() if "error" in line), "no message")
-            raise SoftEngineUnavailable(
-                f"cannot build the soft CPU's C hooks: {compiler[0]} failed: "
-                f"{first.strip()} (full log: {log}; {APT_HINT})"
-            )
-        os.replace(output, target)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+    return cffi_build.built_module(_extension())
 
 
 def _import(path: Path) -> ModuleType:
-    if MODULE_NAME in sys.modules:
-        return sys.modules[MODULE_NAME]
-    loader = importlib.machinery.ExtensionFileLoader(MODULE_NAME, str(path))
-    spec = importlib.util.spec_from_file_location(MODULE_NAME, path, loader=loader)
-    if spec is None:
-        raise SoftEngineUnavailable(f"cannot load the soft CPU's C hooks from {path}")
-    module = importlib.util.module_from_spec(spec)
-    try:
-        loader.exec_module(module)
-    except ImportError as error:
-        raise SoftEngineUnavailable(f"cannot load the soft CPU's C hooks from {path}: {error}") from None
-    sys.modules[MODULE_NAME] = module
-    return module
+    return cffi_build.import_module(_extension(), path)
