@@ -17,9 +17,13 @@ import threading
 from .aarch64 import Aarch64SoftVCpu
 from .aarch64_irq import IrqInput
 from .aarch64_timer import CNTFRQ_HZ, GenericTimers, GuestCounter, TimerSink
-from .backend import DEFAULT_SLICE_INSTRUCTIONS, page_windows
+from .engine_ranges import page_windows
 from .hart_context import HartContext, MmioHandler, TurnLock
 from .stage2 import SoftStage2
+
+DEFAULT_SLICE_INSTRUCTIONS = 100_000
+"""Guest instructions per run(): slices are count-bounded on aarch64 (about 1 ms of guest time),
+so this bounds how late an IRQ or a timer deadline is seen."""
 
 __all__ = ["SoftAarch64Backend"]
 

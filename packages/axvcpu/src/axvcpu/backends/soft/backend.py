@@ -20,11 +20,9 @@ from __future__ import annotations
 import functools
 import threading
 import time
-from collections.abc import Iterable
-
-from axaddrspace import PAGE_SIZE
 
 from ...ecall import EcallObserver
+from .engine_ranges import page_windows
 from .fast_slice import FastClock, engine_choice
 from .hart_context import HartContext, MmioHandler, TurnLock
 from .riscv64 import RiscvSoftVCpu
@@ -43,22 +41,6 @@ MTIME_HZ = 10_000_000
 _NS_PER_TICK = 1_000_000_000 // MTIME_HZ
 
 
-def page_windows(ranges: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
-    """Device windows widened to whole pages (unicorn maps pages) and merged where they meet."""
-    spans = []
-    for start, size in ranges:
-        if size <= 0 or start < 0:
-            raise ValueError(f"MMIO window ({start:#x}, {size:#x}) is empty or negative")
-        first = start - start % PAGE_SIZE
-        end = -(-(start + size) // PAGE_SIZE) * PAGE_SIZE
-        spans.append((first, end))
-    merged: list[tuple[int, int]] = []
-    for first, end in sorted(spans):
-        if merged and first <= merged[-1][1]:
-            merged[-1] = (merged[-1][0], max(merged[-1][1], end))
-        else:
-            merged.append((first, end))
-    return [(first, end - first) for first, end in merged]
 
 
 class SoftRiscvBackend:

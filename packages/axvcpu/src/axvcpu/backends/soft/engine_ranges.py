@@ -1,11 +1,12 @@
 """Address ranges an engine keeps for itself: where fault hooks go, which code to re-translate.
 
-``hook_gaps`` is the complement of what an engine maps (RAM with every permission, device
-windows): unicorn's unmapped/protection hooks placed only there leave RAM stores on unicorn's
-fast path. ``CodeRanges`` collects guest physical ranges written behind an engine's back
-(device DMA, the VMM) from any thread, for the hart to invalidate on its own thread, page by
-page (unicorn invalidates a range through one address translation, so a range must not cross
-a page it did not translate).
+``page_windows`` widens device windows to the whole pages unicorn maps. ``hook_gaps`` is the
+complement of what an engine maps (RAM with every permission, device windows): unicorn's
+unmapped/protection hooks placed only there leave RAM stores on unicorn's fast path.
+``CodeRanges`` collects guest physical ranges written behind an engine's back (device DMA, the
+VMM) from any thread, for the hart to invalidate on its own thread, page by page (unicorn
+invalidates a range through one address translation, so a range must not cross a page it did not
+translate).
 """
 
 from __future__ import annotations
@@ -66,3 +67,21 @@ class CodeRanges:
 
     def __bool__(self) -> bool:
         return bool(self._pages) or self._overflow
+
+
+def page_windows(ranges: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Device windows widened to whole pages (unicorn maps pages) and merged where they meet."""
+    spans = []
+    for start, size in ranges:
+        if size <= 0 or start < 0:
+            raise ValueError(f"MMIO window ({start:#x}, {size:#x}) is empty or negative")
+        first = start - start % PAGE_SIZE
+        end = -(-(start + size) // PAGE_SIZE) * PAGE_SIZE
+        spans.append((first, end))
+    merged: list[tuple[int, int]] = []
+    for first, end in sorted(spans):
+        if merged and first <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], end))
+        else:
+            merged.append((first, end))
+    return [(first, end - first) for first, end in merged]
