@@ -10,7 +10,7 @@ import pytest
 
 from axaddrspace import PAGE_SIZE, GuestMemoryRegion, GuestPhysAddr, MappingFlags
 from axvcpu import Halt, Nothing
-from axvcpu.backends.soft.engine_ranges import FLUSH_ALL_PAGES, CodeRanges, hook_gaps
+from axvcpu.backends.soft.engine_ranges import FLUSH_ALL_PAGES, CodeRanges, hook_gaps, pages_within
 
 from .riscv_asm import RAM_BASE, encode, requires_riscv_toolchain
 from .soft_machine import SoftMachine
@@ -58,6 +58,22 @@ def test_code_ranges_collect_pages_and_fall_back_to_a_full_flush() -> None:
     ranges.add(RAM_BASE, (FLUSH_ALL_PAGES + 1) * PAGE_SIZE)
     assert ranges.take() == ([], True)
     assert ranges.take() == ([], False)
+
+
+def test_pages_within_keeps_the_sorted_pages_inside_ram_only() -> None:
+    """Dirty pages outside RAM (a device window the VMM wrote) are never handed to unicorn."""
+    low, high = (RAM_BASE, 2 * PAGE_SIZE), (RAM_BASE + 8 * PAGE_SIZE, PAGE_SIZE)
+    pages = [
+        RAM_BASE - PAGE_SIZE,
+        RAM_BASE,
+        RAM_BASE + PAGE_SIZE,
+        RAM_BASE + 2 * PAGE_SIZE,
+        RAM_BASE + 8 * PAGE_SIZE,
+        RAM_BASE + 9 * PAGE_SIZE,
+    ]
+    assert pages_within(pages, [high, low]) == [RAM_BASE, RAM_BASE + PAGE_SIZE, RAM_BASE + 8 * PAGE_SIZE]
+    assert pages_within(pages, []) == []
+    assert pages_within([], [low]) == []
 
 
 # -- both engines -------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ translate).
 from __future__ import annotations
 
 import threading
+from bisect import bisect_left
 from collections.abc import Iterable
 
 from axaddrspace import PAGE_SIZE
@@ -67,6 +68,16 @@ class CodeRanges:
 
     def __bool__(self) -> bool:
         return bool(self._pages) or self._overflow
+
+
+def pages_within(pages: list[int], spans: Iterable[tuple[int, int]]) -> list[int]:
+    """The addresses of sorted ``pages`` inside some ``(start, size)`` of ``spans`` (disjoint), in
+    order: a bisection per span, not a scan of every span per page (a virtio-blk read dirties
+    thousands of pages per second, all checked on the hart's thread)."""
+    inside: list[int] = []
+    for start, size in sorted(spans):
+        inside.extend(pages[bisect_left(pages, start) : bisect_left(pages, start + size)])
+    return inside
 
 
 def page_windows(ranges: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:

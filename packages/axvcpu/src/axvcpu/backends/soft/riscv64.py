@@ -92,7 +92,7 @@ from ...errors import PendingReadError
 from ...exits import AxVCpuExitReason, FailEntry, Halt, Hypercall, MmioRead, MmioWrite, Nothing
 from ...riscv_sbi import EID_HVC
 from . import riscv_state
-from .engine_ranges import CodeRanges, hook_gaps
+from .engine_ranges import CodeRanges, hook_gaps, pages_within
 from .fast_slice import FastClock, FastHart
 from .hart_context import HartContext
 from .riscv_decode import WFI, is_ebreak
@@ -511,7 +511,7 @@ class RiscvSoftVCpu(ArchVCpu):
         if overflow:
             self.flush_translations()
             return
-        in_ram = [page for page in pages if any(gpa <= page < gpa + size for gpa, (size, _) in self._ram.items())]
+        in_ram = pages_within(pages, [(gpa, size) for gpa, (size, _) in self._ram.items()])
         self.code_invalidations += len(in_ram)
         if self._fast is not None:
             self._fast.invalidate_pages(in_ram)
