@@ -446,7 +446,8 @@ def load() -> ModuleType:
     global _loaded
     with _lock:
         if _loaded is None:
-            _loaded = _import(_built_module())
+            extension = _extension()  # the headers are read once
+            _loaded = cffi_build.import_module(extension, cffi_build.built_module(extension))
         return _loaded
 
 
@@ -464,17 +465,12 @@ def _kvm_headers() -> list[Path]:
 
 
 def _extension() -> cffi_build.Extension:
+    if platform.machine() not in ("x86_64", "AMD64"):
+        raise KvmUnavailable(f"the KVM backend supports x86_64 hosts only (this host is {platform.machine()})")
     headers = tuple(header.read_bytes() for header in _kvm_headers())
     return cffi_build.Extension(MODULE_NAME, CDEF, SOURCE, "the KVM bindings", KvmUnavailable, APT_HINT, headers)
 
 
 def _built_module() -> Path:
     """Path of the compiled extension for this host, compiling it if the cache lacks it."""
-    if platform.machine() not in ("x86_64", "AMD64"):
-        raise KvmUnavailable(f"the KVM backend supports x86_64 hosts only (this host is {platform.machine()})")
     return cffi_build.built_module(_extension())
-
-
-def _import(path: Path) -> ModuleType:
-    """Import the extension at ``path`` under its fixed module name."""
-    return cffi_build.import_module(_extension(), path)

@@ -104,7 +104,7 @@ from .aarch64_mmu import Walk, fault_status
 from .aarch64_msr_filter import SYS_HOOK
 from .aarch64_msr_filter import load as load_msr_filter
 from .aarch64_timer import PHYS, VIRT, GenericTimers, GuestCounter
-from .hart_context import HartContext
+from .hart_context import NO_TURNS, HartContext
 
 try:
     from unicorn.unicorn_py3.unicorn import uclib as _uclib
@@ -312,16 +312,9 @@ class Aarch64SoftVCpu(ArchVCpu):
         self._check_open()
         if self._pending_read is not None:
             raise PendingReadError(f"vCPU {self.vcpu_id}: answer the pending MMIO read with complete_read() first")
-        turns = self._context.turns
-        if turns is not None:
-            turns.acquire()
-        try:
-            with self.engine_lock:
-                self._check_open()
-                return self._run_slice()
-        finally:
-            if turns is not None:
-                turns.release()
+        with self._context.turns or NO_TURNS, self.engine_lock:
+            self._check_open()
+            return self._run_slice()
 
     def complete_read(self, value: int) -> None:
         pending = self._pending_read

@@ -79,7 +79,8 @@ def load() -> ModuleType:
     global _loaded
     with _lock:
         if _loaded is None:
-            _loaded = _import(_built_module())
+            extension = _extension()  # the C file is read once
+            _loaded = cffi_build.import_module(extension, cffi_build.built_module(extension))
         return _loaded
 
 
@@ -115,11 +116,3 @@ def source() -> str:
 
 def _extension() -> cffi_build.Extension:
     return cffi_build.Extension(MODULE_NAME, CDEF, source(), "the soft CPU's C hooks", SoftEngineUnavailable, APT_HINT)
-
-
-def _built_module() -> Path:
-    return cffi_build.built_module(_extension())
-
-
-def _import(path: Path) -> ModuleType:
-    return cffi_build.import_module(_extension(), path)

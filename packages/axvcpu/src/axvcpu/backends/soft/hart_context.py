@@ -17,6 +17,7 @@ import graph has no cycle (tests/test_layering.py checks it). What lives here:
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -55,6 +56,16 @@ class TurnLock:
         with self._cond:
             self._serving += 1
             self._cond.notify_all()
+
+    def __enter__(self) -> None:
+        self.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+NO_TURNS = contextlib.nullcontext()
+"""What a vCPU holds around its slice when vCPUs run in parallel (``HartContext.turns`` is None)."""
 
 
 @dataclass(eq=False)

@@ -94,7 +94,7 @@ from ...riscv_sbi import EID_HVC
 from . import riscv_state
 from .engine_ranges import CodeRanges, hook_gaps, pages_within
 from .fast_slice import FastClock, FastHart
-from .hart_context import HartContext
+from .hart_context import NO_TURNS, HartContext
 from .riscv_decode import WFI, is_ebreak
 from .riscv_fault import (
     DATA_FAULTS,
@@ -261,16 +261,9 @@ class RiscvSoftVCpu(ArchVCpu):
         self._check_open()
         if self._pending_read is not None:
             raise PendingReadError(f"hart {self.hart}: answer the pending MMIO read with complete_read() first")
-        turns = self._context.turns
-        if turns is not None:
-            turns.acquire()
-        try:
-            with self.engine_lock:
-                self._check_open()
-                return self._run_slice()
-        finally:
-            if turns is not None:
-                turns.release()
+        with self._context.turns or NO_TURNS, self.engine_lock:
+            self._check_open()
+            return self._run_slice()
 
     def complete_read(self, value: int) -> None:
         pending = self._pending_read
