@@ -12,21 +12,17 @@ is missing and the Debian packages that provide it.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import importlib.machinery
 import importlib.util
-import io
 import os
-import shlex
-import shutil
-import subprocess
 import sys
-import sysconfig
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 from typing import Any
+
+# Every start checks the cache, few build: what only a build needs (subprocess, shlex, sysconfig,
+# tempfile, the cffi package) is imported in the functions that build.
 
 
 @dataclass(frozen=True)
@@ -55,31 +51,55 @@ def cache_root() -> Path:
 
 def compiler(extension: Extension) -> list[str]:
     """The C compiler command ($CC, else Python's own CC as for any extension), checked to exist."""
+    import shlex
+    import shutil
+    import sysconfig
+
     command = shlex.split(os.environ.get("CC") or sysconfig.get_config_var("CC") or "gcc") or ["gcc"]
     if shutil.which(command[0]) is None:
         raise extension.fail(f"C compiler {command[0]!r} not found ({extension.apt_hint})")
     return command
 
 
+def _sha256() -> Any:
+    """A SHA-256 object from the interpreter's built-in module where it has one: hashlib would load
+    OpenSSL for it, a few milliseconds of every start; the digest (the cache folder) is the same."""
+    for name in ("_sha256", "_sha2"):  # CPython <= 3.11, >= 3.12
+        with contextlib.suppress(ImportError):
+            return importlib.import_module(name).sha256()
+    import hashlib
+
+    return hashlib.sha256()
+
+
 def built_module(extension: Extension) -> Path:
     """Path of the compiled extension for this host, compiling it if the cache lacks it."""
-    import cffi  # imported here: only what builds or loads an extension pays for it
+    import _cffi_backend  # type: ignore[import-untyped]  # the extension loads it anyway; cffi is for builds
 
-    digest = hashlib.sha256()
-    for part in (extension.cdef, extension.source, cffi.__version__, sys.implementation.cache_tag or ""):
+    digest = _sha256()
+    # cffi checks that its package and _cffi_backend have one version: this is cffi.__version__
+    for part in (extension.cdef, extension.source, _cffi_backend.__version__, sys.implementation.cache_tag or ""):
         digest.update(part.encode() + b"\0")
     for content in extension.inputs:
         digest.update(content + b"\0")
-    folder = cache_root() / "cffi" / digest.hexdigest()[:20]
+    folder = cache_root() / "cffi" / str(digest.hexdigest())[:20]
     # EXTENSION_SUFFIXES[0] is this interpreter's EXT_SUFFIX; sysconfig would cost ~50 ms of start-up
     target = folder / (extension.module_name + importlib.machinery.EXTENSION_SUFFIXES[0])
     if not target.is_file():
+        import cffi
+
         _compile(cffi.FFI(), extension, folder, target)
     return target
 
 
 def _compile(ffi: Any, extension: Extension, folder: Path, target: Path) -> None:
     """Emit the C file with cffi, compile it, and move the result into place atomically."""
+    import io
+    import shutil
+    import subprocess
+    import sysconfig
+    import tempfile
+
     command_prefix = compiler(extension)
     include = sysconfig.get_paths()["include"]
     if not Path(include, "Python.h").is_file():
