@@ -267,7 +267,7 @@ def test_a_line_raised_from_another_thread_ends_the_slice(machines: list[SoftMac
 
 
 @pytest.mark.usefixtures("c_engine")
-def test_the_timer_deadline_ends_the_slice_and_the_interrupt_is_taken(machines: list[SoftMachine]) -> None:
+def test_a_due_timer_is_entered_in_c_within_the_slice(machines: list[SoftMachine]) -> None:
     m = build(
         machines,
         """
@@ -285,7 +285,49 @@ def test_the_timer_deadline_ends_the_slice_and_the_interrupt_is_taken(machines: 
         slice_instructions=NO_BOUND,
     )
     m.backend.set_mtimecmp(0, m.backend.mtime() + 2_000)  # 200 us ahead
-    assert m.vcpu.run() == Nothing()  # ended by the deadline: nothing else can end it
-    m.run_until_halt()
+    assert m.vcpu.run() == Halt()  # one slice: the deadline did not end it, the handler's wfi did
     assert m.reg("a1") == INT | 7
+    assert m.sym("spin") <= m.reg("a2") <= m.sym("spin") + 4  # mepc: where the loop was
     assert m.reg("a4") > 0
+    assert m.vcpu.traps_entered == 1
+
+
+def test_a_timer_masked_in_m_mode_ends_the_slice_without_entering(machines: list[SoftMachine]) -> None:
+    m = build(
+        machines,
+        """
+        la t0, mtrap
+        csrw mtvec, t0
+        li t0, 0x80
+        csrs mie, t0              # MTIE, but mstatus.MIE stays clear
+    spin:
+        addi a4, a4, 1
+        j spin
+        """
+        + M_HANDLER,
+        engine="c",
+        slice_instructions=NO_BOUND,
+    )
+    m.backend.set_mtimecmp(0, m.backend.mtime() + 2_000)
+    assert m.vcpu.run() == Nothing()  # ended by the deadline: nothing else can end it
+    assert m.reg("a1") == 0
+    assert m.vcpu.traps_entered == 0
+
+
+def test_a_deadline_nobody_enabled_does_not_end_the_slice(machines: list[SoftMachine]) -> None:
+    m = build(
+        machines,
+        """
+        li t1, 400000
+    spin:
+        addi a4, a4, 1
+        bne a4, t1, spin
+        wfi
+        """,
+        engine="c",
+        slice_instructions=NO_BOUND,
+    )
+    m.backend.set_mtimecmp(0, m.backend.mtime() + 10)  # 1 us ahead: passed long before the loop ends
+    assert m.vcpu.run() == Halt()  # one slice, to the wfi
+    assert m.reg("a4") == 400000
+    assert m.vcpu.traps_entered == 0

@@ -1,5 +1,6 @@
-/* The soft riscv64 hart's hot paths in C: slice ending (a block hook) and the two most frequent
- * traps of a Linux boot (an INTR hook: rdtime and ecall). fast_ffi.py compiles this file with
+/* The soft riscv64 hart's hot paths in C: slice ending (a block hook), the machine timer
+ * interrupt (entered between two runs of one slice) and the two most frequent traps of a Linux
+ * boot (an INTR hook: rdtime and ecall). fast_ffi.py compiles this file with
  * cffi at first use and explains the design; fast_slice.py drives it from Python.
  *
  * Nothing here links against libunicorn: the entry points are handed in at run time (addresses
@@ -14,6 +15,7 @@
 typedef int (*axv_reg_read_fn)(void *uc, int regid, void *value);
 typedef int (*axv_reg_rw_batch_fn)(void *uc, int const *regs, void *const *vals, int count);
 typedef int (*axv_emu_stop_fn)(void *uc);
+typedef int (*axv_emu_start_fn)(void *uc, uint64_t begin, uint64_t until, uint64_t timeout, size_t count);
 typedef int (*axv_vmem_read_fn)(void *uc, uint64_t addr, int prot, void *bytes, size_t size);
 typedef int (*axv_hook_add_fn)(void *uc, size_t *hh, int type, void *cb, void *user, uint64_t begin,
                                uint64_t end, ...);
@@ -32,6 +34,11 @@ typedef int (*axv_ctl_fn)(void *uc, int control, ...);
 #define AXV_STOP_BOUND 2
 #define AXV_STOP_TIMER 3
 
+/* What axv_enter_timer did. */
+#define AXV_TIMER_ENTERED 1
+#define AXV_TIMER_UNWANTED 0 /* mie.MTIE clear: nothing waits for this deadline */
+#define AXV_TIMER_PYTHON -1  /* masked in M mode, or an engine error: the Python side decides */
+
 #define AXV_EXC_ILLEGAL 2
 #define AXV_EXC_ECALL 8 /* unicorn reports every ecall as the U-mode cause */
 
@@ -49,6 +56,7 @@ typedef struct axv_engine_fns {
     axv_vmem_read_fn vmem_read;
     axv_hook_add_fn hook_add;
     axv_ctl_fn ctl;
+    axv_emu_start_fn emu_start;
 } axv_engine_fns;
 
 typedef struct axv_hart {
@@ -62,11 +70,13 @@ typedef struct axv_hart {
     uint32_t countdown;
     int32_t stop_reason;
     int32_t ecall_mode;         /* 0: every ecall to Python; 1: in C unless it matches watch[] */
+    int32_t timer_entry;        /* 1: axv_run enters a due machine timer interrupt; 0: ends the slice */
     uint32_t n_watch;
     uint64_t watch[8][3];       /* (priv, a7, a6 or AXV_ANY): ecalls the observer must see */
     uint64_t time_reads;
     uint64_t ecalls;
     uint64_t new_blocks;
+    uint64_t timer_entries;
     axv_intr_fn fallback;       /* the Python handler, for every exception not done here */
     void *fallback_user;
 } axv_hart;
@@ -99,7 +109,8 @@ static void axv_stop(axv_hart *h, void *uc, int32_t reason)
 }
 
 /* UC_HOOK_BLOCK: called at the start of every translation block; uc_emu_stop here leaves
-   before the block runs, with the PC at its first instruction. */
+   before the block runs, with the PC at its first instruction. (A PC written here would not
+   stick: leaving the block restores the PC from it, so a due timer is entered by axv_run.) */
 static void axv_block_hook(void *uc, uint64_t address, uint32_t size, void *user)
 {
     axv_hart *h = user;
@@ -194,6 +205,73 @@ static int axv_enter_exception(axv_hart *h, void *uc, uint64_t cause, uint64_t e
     wvals[5] = &handler;
     h->ecalls++; /* counted first: a PC write may leave this function by longjmp */
     return h->fns.reg_write_batch(uc, wregs, wvals, 6);
+}
+
+/* The machine timer interrupt (MTIP, cause 7), taken at the PC of a stopped engine, as
+   riscv_trap.enter_trap does it: MTIP is never delegated (mideleg's bit 7 is read-only zero),
+   so it goes to M mode, taken from S or U always and from M only with mstatus.MIE (privileged
+   spec 3.1.9). unicorn does not deliver M-level interrupts itself (NOTES.md). ``*next_pc``: where
+   the engine goes on (the handler, or the PC it stopped at). */
+static int axv_enter_timer(axv_hart *h, void *uc, uint64_t *next_pc)
+{
+    const uint64_t MTIE = 1 << 7, MIE = 1 << 3, MPIE = 1 << 7, MPP = 3ULL << 11;
+    uint64_t pc = 0, priv = 0, m = 3, mie = 0, mstatus = 0, mtvec = 0, zero = 0, status, handler;
+    uint64_t cause = (1ULL << 63) | 7;
+    int priv_reg = AXV_REG_PRIV;
+    int at[2] = {AXV_REG_PC, AXV_REG_PRIV};
+    void *at_vals[2] = {&pc, &priv};
+    void *priv_val[1] = {&priv};
+    void *m_val[1] = {&m};
+    int rregs[3] = {AXV_REG_MIE, AXV_REG_MSTATUS, AXV_REG_MTVEC};
+    void *rvals[3] = {&mie, &mstatus, &mtvec};
+    int wregs[6] = {AXV_REG_MEPC, AXV_REG_MCAUSE, AXV_REG_MTVAL, AXV_REG_MSTATUS, AXV_REG_PRIV, AXV_REG_PC};
+    void *wvals[6] = {&pc, &cause, &zero, &status, &m, &handler};
+    int taken;
+    if (h->fns.reg_read_batch(uc, at, at_vals, 2) != 0)
+        return AXV_TIMER_PYTHON;
+    *next_pc = pc;
+    priv &= 3;
+    if (h->fns.reg_write_batch(uc, &priv_reg, m_val, 1) != 0)
+        return AXV_TIMER_PYTHON;
+    if (h->fns.reg_read_batch(uc, rregs, rvals, 3) != 0) {
+        h->fns.reg_write_batch(uc, &priv_reg, priv_val, 1);
+        return AXV_TIMER_PYTHON;
+    }
+    taken = (mie & MTIE) ? (priv < 3 || (mstatus & MIE)) : -1;
+    if (taken != 1) {
+        h->fns.reg_write_batch(uc, &priv_reg, priv_val, 1);
+        return taken < 0 ? AXV_TIMER_UNWANTED : AXV_TIMER_PYTHON;
+    }
+    status = mstatus & ~(MPIE | MIE | MPP);
+    status |= (mstatus & MIE) ? MPIE : 0;
+    status |= priv << 11;
+    handler = (mtvec & ~3ULL) + ((mtvec & 3) == 1 ? 4 * 7 : 0);
+    if (h->fns.reg_write_batch(uc, wregs, wvals, 6) != 0)
+        return AXV_TIMER_PYTHON;
+    *next_pc = handler;
+    h->timer_entries++;
+    return AXV_TIMER_ENTERED;
+}
+
+/* One slice: uc_emu_start from ``begin``; when the block hook ended the run at a timer deadline
+   the guest takes now, enter that interrupt and run on from its handler, in the same slice
+   (its bound of blocks still counts). Ending the slice so Python could enter it cost a fifth
+   of a Linux boot. Returns unicorn's error; stop_reason tells why the slice ended (0: not by
+   the block hook: a wfi, an error, or a stop by a Python hook). */
+int axv_run(axv_hart *h, void *uc, uint64_t begin, uint64_t until)
+{
+    for (;;) {
+        int err = h->fns.emu_start(uc, begin, until, 0, 0);
+        int done;
+        if (err != 0 || h->stop_reason != AXV_STOP_TIMER || !h->timer_entry || h->event)
+            return err;
+        done = axv_enter_timer(h, uc, &begin);
+        if (done == AXV_TIMER_PYTHON)
+            return 0;
+        if (done == AXV_TIMER_UNWANTED)
+            h->timer_armed = 0; /* until mtimecmp is written again */
+        h->stop_reason = 0;
+    }
 }
 
 /* UC_HOOK_INTR: unicorn calls every INTR hook for each synchronous exception (PC already + 4)

@@ -32,13 +32,13 @@ MODULE_NAME = "_axvcpu_soft_cffi"
 C_FILE = Path(__file__).with_name("fast_engine.c")
 APT_HINT = "apt-get install gcc python3-dev, or set AXVISOR_SOFT_ENGINE=python"
 
-_REGISTERS = "PC PRIV X0 MSTATUS MEDELEG MTVEC STVEC SEPC SCAUSE STVAL MEPC MCAUSE MTVAL".split()
+_REGISTERS = "PC PRIV X0 MSTATUS MIE MEDELEG MTVEC STVEC SEPC SCAUSE STVAL MEPC MCAUSE MTVAL".split()
 
 CDEF = r"""
 typedef struct axv_clock { int64_t t0_ns; int64_t paused_ns; int64_t ns_per_tick; } axv_clock;
 typedef struct axv_engine_fns {
     void *reg_read; void *reg_read_batch; void *reg_write_batch; void *emu_stop; void *vmem_read; void *hook_add;
-    void *ctl;
+    void *ctl; void *emu_start;
 } axv_engine_fns;
 typedef struct axv_hart {
     const axv_clock *clock;
@@ -51,16 +51,19 @@ typedef struct axv_hart {
     uint32_t countdown;
     int32_t stop_reason;
     int32_t ecall_mode;
+    int32_t timer_entry;
     uint32_t n_watch;
     uint64_t watch[8][3];
     uint64_t time_reads;
     uint64_t ecalls;
     uint64_t new_blocks;
+    uint64_t timer_entries;
     void *fallback;
     void *fallback_user;
 } axv_hart;
 uint64_t axv_mtime(const axv_clock *clock);
 int axv_install(axv_hart *h, void *uc);
+int axv_run(axv_hart *h, void *uc, uint64_t begin, uint64_t until);
 void axv_slice_begin(axv_hart *h, uint64_t blocks, int32_t timer_armed);
 int axv_invalidate_pages(axv_hart *h, void *uc, const uint64_t *pages, size_t n);
 """
@@ -96,6 +99,7 @@ def engine_functions(ffi: Any) -> dict[str, Any]:
         "vmem_read": "uc_vmem_read",
         "hook_add": "uc_hook_add",
         "ctl": "uc_ctl",
+        "emu_start": "uc_emu_start",
     }
     return {
         field: ffi.cast("void *", ctypes.cast(getattr(uclib, name), ctypes.c_void_p).value or 0)

@@ -2,8 +2,13 @@
 
 Theory of operation. With the C engine a slice is ``emu_start`` with no count: the C block hook
 ends it, before the block runs, when the event flag is set (any thread: an interrupt line, a
-kick, an IPI, a stage-2 or code change), when mtime reaches the hart's mtimecmp (the timer is
-armed: MTIE enabled, or mtimecmp written during the slice), or after a bound of blocks. The flag
+kick, an IPI, a stage-2 or code change) or after a bound of blocks. When mtime reaches the
+hart's mtimecmp the block hook stops the engine, and ``axv_run`` enters the machine timer
+interrupt in C and runs on, in the same slice, if the guest takes it now (MTIE set; in S or U
+mode, or in M mode with MIE): a Linux boot takes thousands, and ending a slice for each so
+Python could enter it cost a fifth of the boot. A deadline nobody enabled is ignored until
+mtimecmp is written again; one masked in M mode ends the slice, for Python (firmware at a wfi
+reads mip next). The flag
 is only read on the hart's own thread, inside its run, so nothing stops unicorn from outside
 (which corrupted boots, NOTES.md). The C INTR hook answers rdtime and enters ecall traps; what
 it does not handle (and the ecalls the ecall observer watches) reaches the Python handler.
@@ -19,6 +24,8 @@ import logging
 import os
 from collections.abc import Callable
 from typing import Any
+
+from unicorn import UcError
 
 from .fast_ffi import SoftEngineUnavailable, engine_functions, load
 
@@ -79,12 +86,14 @@ class FastClock:
 class FastHart:
     """The C hooks installed on one engine; ``fallback(intno)`` handles what C leaves."""
 
-    def __init__(self, clock: FastClock, uc_handle: int, fallback: Callable[[int], None]) -> None:
+    def __init__(self, clock: FastClock, uc: Any, fallback: Callable[[int], None]) -> None:
+        """``uc``: the binding's ``Uc`` (its ``_uch`` handle is what the hooks are installed on)."""
         module = load()
         ffi, lib = module.ffi, module.lib
         self._lib = lib
         self._ffi = ffi
-        self._uc = ffi.cast("void *", uc_handle)
+        self._binding = uc
+        self._uc = ffi.cast("void *", uc._uch.value)
         self._fallback = fallback
         self.hook_error: BaseException | None = None
         h = ffi.new("axv_hart *")
@@ -94,6 +103,7 @@ class FastHart:
             setattr(h.fns, field, address)
         h.mtimecmp = NO_TIMER
         h.check_every = CHECK_EVERY
+        h.timer_entry = 1
         self._callback = _INTR_CB(self._on_fallback)  # kept referenced: C holds its address
         h.fallback = ffi.cast("void *", ctypes.cast(self._callback, ctypes.c_void_p).value or 0)
         self._h = h
@@ -105,9 +115,10 @@ class FastHart:
     def _on_fallback(self, _uc: int | None, intno: int, _user: int | None) -> None:
         try:
             self._fallback(intno)
-        except BaseException as error:  # never unwind through C: reported after emu_start
+        except BaseException as error:  # never unwind through C: reported after the slice
             if self.hook_error is None:
                 self.hook_error = error
+            self._h.event = 1  # and the slice ends at the next block
 
     # -- any thread ---------------------------------------------------------------------------
 
@@ -136,6 +147,17 @@ class FastHart:
     def begin(self, blocks: int, timer_armed: bool) -> None:
         self._lib.axv_slice_begin(self._h, blocks, 1 if timer_armed else 0)
 
+    def run(self, begin: int, until: int) -> None:
+        """The slice begun by ``begin``, from PC ``begin``: the binding's ``emu_start``, with due
+        timer interrupts entered in C between runs; raises as ``emu_start`` does."""
+        uc = self._binding
+        uc._hook_exception = None  # what the binding's hook wrappers record, as emu_start reads it
+        status = self._lib.axv_run(self._h, self._uc, begin, until)
+        if status:
+            raise UcError(status)
+        if uc._hook_exception is not None:
+            raise uc._hook_exception
+
     @property
     def stop_reason(self) -> int:
         """STOP_EVENT/STOP_BOUND/STOP_TIMER when the block hook ended the slice, else 0."""
@@ -148,6 +170,11 @@ class FastHart:
     @property
     def ecalls(self) -> int:
         return int(self._h.ecalls)
+
+    @property
+    def timer_entries(self) -> int:
+        """Machine timer interrupts the block hook entered."""
+        return int(self._h.timer_entries)
 
     def watch_ecalls(self, observer: object, always: tuple[tuple[int, int, int | None], ...] = ()) -> None:
         """Route to Python only the ecalls ``observer`` may answer True for (its ``watched_calls``:

@@ -112,7 +112,7 @@ from .riscv_fault import (
     mip_read,
     reads_mip,
 )
-from .riscv_irq import IRQ_MSIP, IRQ_MTIP, MIP_BITS, MTIMECMP_RESET, HartInterrupts, highest
+from .riscv_irq import IRQ_MSIP, MIP_BITS, MTIMECMP_RESET, HartInterrupts, highest
 from .riscv_mmu import Access
 from .riscv_priv import EXC_BREAKPOINT, EXC_ECALL_U, EXC_ILLEGAL_INSN
 from .riscv_regs import CSR_IDS, PC, PRIV, PRIV_M, PRIV_S, PRIV_U, RegFile, set_mhartid
@@ -213,7 +213,7 @@ class RiscvSoftVCpu(ArchVCpu):
         self._halted = False
         self._parked_in_firmware = False  # the wfi that halted the hart ran in M mode
         self._code_generation = context.code_generation  # the last code change this engine has seen
-        self.traps_entered = 0
+        self._traps_entered = 0
         self._time_reads = 0
         self.translation_flushes = 0
         self.code_invalidations = 0  # pages whose translations invalidate_code dropped
@@ -224,8 +224,7 @@ class RiscvSoftVCpu(ArchVCpu):
         if fast_clock is None:
             self._uc.hook_add(UC_HOOK_INTR, self._on_exception)
         else:
-            handle: Any = self._uc._uch  # the binding's uc_engine pointer (a ctypes c_void_p)
-            self._fast = FastHart(fast_clock, int(handle.value), self._on_exception_c)
+            self._fast = FastHart(fast_clock, self._uc, self._on_exception_c)
             self._fast.set_mtimecmp(irqs.mtimecmp)
             irqs.signal = self._fast
         self._hook_faults()
@@ -236,6 +235,12 @@ class RiscvSoftVCpu(ArchVCpu):
     def engine(self) -> str:
         """``"c"``: slices ended by the C block hook, rdtime and ecall in C; ``"python"``: counted slices."""
         return "python" if self._fast is None else "c"
+
+    @property
+    def traps_entered(self) -> int:
+        """Traps entered by hand (unicorn delivers none of these): in Python and in C."""
+        fast = self._fast
+        return self._traps_entered + (fast.timer_entries + fast.ecalls if fast is not None else 0)
 
     @property
     def time_reads(self) -> int:
@@ -420,8 +425,8 @@ class RiscvSoftVCpu(ArchVCpu):
             if fast is None:
                 self._uc.emu_start(pc, _UNTIL, count=self._slice)
             else:
-                fast.begin(self._slice_blocks, self._timer_armed())
-                self._uc.emu_start(pc, _UNTIL)
+                fast.begin(self._slice_blocks, self._irqs.mtimecmp != MTIMECMP_RESET)
+                fast.run(pc, _UNTIL)
         except UcError as err:
             self._raise_hook_error()
             return self._on_stop_error(err)
@@ -436,18 +441,6 @@ class RiscvSoftVCpu(ArchVCpu):
         if fast is not None and fast.stop_reason:
             return Nothing()  # ended before a block by the C hook: not at a wfi
         return self._after_slice()
-
-    def _timer_armed(self) -> bool:
-        """Whether the C hook ends the slice at mtimecmp: a deadline still ahead always does (the
-        guest may enable MTIE mid-slice); one already passed only while MTIE is enabled (once
-        the interrupt is taken firmware clears MTIE, and a deadline nobody waits for must not
-        end every slice)."""
-        mtimecmp = self._irqs.mtimecmp
-        if mtimecmp == MTIMECMP_RESET:
-            return False
-        if self._context.mtime() < mtimecmp:
-            return True
-        return bool(self._regs.read_csr(_MIE) >> IRQ_MTIP & 1)
 
     def _raise_hook_error(self) -> None:
         """An exception the Python handler raised under the C hook, re-raised on this side of C."""
@@ -549,7 +542,7 @@ class RiscvSoftVCpu(ArchVCpu):
         if irq is not None and interrupt_enabled(irq, priv=priv, mstatus=mstatus, mideleg=mideleg):
             enter_trap(regs, irq, interrupt=True, epc=regs.pc, tval=0, priv=priv)
             self._irqs.taken(irq)
-            self.traps_entered += 1
+            self._traps_entered += 1
             priv = PRIV_M
         if priv == PRIV_M:
             self._emulate_mip_access()
@@ -630,7 +623,7 @@ class RiscvSoftVCpu(ArchVCpu):
             uc.emu_stop()
             return
         enter_trap(regs, trap.cause, interrupt=False, epc=pc, tval=trap.tval, priv=priv)
-        self.traps_entered += 1
+        self._traps_entered += 1
         self._slice_traps += 1
         if self._slice_traps >= self._slice:
             # A trap vector the guest cannot fetch (an unmapped stvec) faults again before any
@@ -660,7 +653,7 @@ class RiscvSoftVCpu(ArchVCpu):
             insn = self._memory.fetch_insn(pc, priv)
             if insn is not None and is_ebreak(insn):  # unicorn stops on ebreak instead of trapping
                 enter_trap(regs, EXC_BREAKPOINT, interrupt=False, epc=pc, tval=pc, priv=priv)
-                self.traps_entered += 1
+                self._traps_entered += 1
                 return Nothing()
         if self._fail is not None:
             return FailEntry(0, self._fail)
@@ -684,7 +677,7 @@ class RiscvSoftVCpu(ArchVCpu):
         if isinstance(outcome, MmioAccess):
             return self._mmio_exit(outcome, pc)
         enter_trap(self._regs, outcome.cause, interrupt=False, epc=pc, tval=outcome.tval, priv=priv)
-        self.traps_entered += 1
+        self._traps_entered += 1
         return Nothing()
 
     def _mmio_exit(self, access: MmioAccess, pc: int) -> AxVCpuExitReason:
