@@ -45,6 +45,12 @@ NOT_FOR_A_RISCV_VM = (
     "axvcpu.backends.kvm",
     "axvcpu.x86",
     "axvm.snapshot",  # run --restore only
+    # building a C extension only (axvcpu.cffi_build): a start whose extensions are cached loads them
+    "cffi",
+    "subprocess",
+    "shlex",
+    "sysconfig",
+    "hashlib",  # its OpenSSL load, for one SHA-256 the interpreter has built in
     # devices this VM does not have (it has a sifive_test; the machine adds UART, PLIC, CLINT)
     "axdevice.virtio.device",
     "axdevice.virtio.mmio",
@@ -130,3 +136,60 @@ def test_the_parser_built_for_one_command_reads_as_the_whole_one() -> None:
         part = build_parser(command)
         assert part.format_help() == whole.format_help(), command
         assert subparser(part, command).format_help() == subparser(whole, command).format_help(), command
+
+
+def test_python_m_axvisor_collects_no_garbage_until_its_vms_are_built(tmp_path: Path) -> None:
+    """``python -m axvisor run`` starts with the cyclic collector off (startup_gc); by the time the
+    guest runs it is on again, with what start-up made frozen. Another command turns it on at once."""
+    (tmp_path / "guest.bin").write_bytes(POWER_OFF_GUEST)
+    config = tmp_path / "vm.toml"
+    config.write_text(CONFIG)
+    probe = (
+        "import gc, runpy, sys\n"
+        "import axvisor.session as session\n"
+        "real = session.run_session\n"
+        "def run_session(*args):\n"
+        "    print('session', gc.isenabled(), gc.get_freeze_count() > 0, flush=True)\n"
+        "    return real(*args)\n"
+        "session.run_session = run_session\n"
+        "import axvisor.cli as cli\n"
+        "cli.run_session = run_session\n"
+        "real_load = cli.load_config\n"
+        "def load_config(path):\n"
+        "    print('config', gc.isenabled(), flush=True)\n"
+        "    return real_load(path)\n"
+        "cli.load_config = load_config\n"
+        "real_check = cli.cmd_check\n"
+        "def cmd_check(paths):\n"
+        "    print('check', gc.isenabled(), flush=True)\n"
+        "    return real_check(paths)\n"
+        "cli.cmd_check = cmd_check\n"
+        "runpy.run_module('axvisor', run_name='__main__', alter_sys=True)\n"
+    )
+    for argv, expected in (
+        (["run", str(config)], ["config False", "session True True"]),
+        (["check", str(config)], ["check True", "config True"]),
+    ):
+        done = subprocess.run(
+            [sys.executable, "-c", f"import sys; sys.argv = ['axvisor', *{argv!r}]\n{probe}"],
+            capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        marks = [line for line in done.stdout.splitlines() if line.split()[0] in ("config", "session", "check")]
+        assert marks == expected
+
+
+def test_main_called_in_process_leaves_the_callers_collector_alone(tmp_path: Path) -> None:
+    """Tests and embedders call cli.main(): no pause was asked for, so nothing is frozen or turned on."""
+    (tmp_path / "guest.bin").write_bytes(POWER_OFF_GUEST)
+    config = tmp_path / "vm.toml"
+    config.write_text(CONFIG)
+    code = (
+        "import gc\n"
+        "gc.disable()\n"
+        "from axvisor.cli import main\n"
+        f"assert main(['run', {str(config)!r}]) == 0\n"
+        "status = [gc.isenabled(), gc.get_freeze_count()]"
+    )
+    status, _ = loaded_after(code)
+    assert status == [False, 0]

@@ -1,14 +1,38 @@
-"""axvisor: the thin top-level VMM (build VMs from configs, run them) and its command line."""
+"""axvisor: the thin top-level VMM (build VMs from configs, run them) and its command line.
 
+Each name is imported on first use (PEP 562), so ``python -m axvisor``, which imports this package
+before ``__main__``, has imported nothing yet when ``__main__`` starts (see ``startup_gc``).
+"""
+
+import importlib
 from typing import TYPE_CHECKING
 
-from .backends import REGISTRY, BackendEntry, kvm_status, select_backend
-from .errors import USAGE_EXIT_STATUS, UserError
-from .loaders import image_list, load_guest, missing_images
-from .vmm import RunningVm, VmOutcome, VmSupervisor, build_vm, run_vms, start_vms, summarise
-
 if TYPE_CHECKING:
+    from .backends import REGISTRY, BackendEntry, kvm_status, select_backend
+    from .errors import USAGE_EXIT_STATUS, UserError
+    from .loaders import image_list, load_guest, missing_images
     from .scripting import VM
+    from .vmm import RunningVm, VmOutcome, VmSupervisor, build_vm, run_vms, start_vms, summarise
+
+_MODULE_OF = {
+    "REGISTRY": "backends",
+    "BackendEntry": "backends",
+    "kvm_status": "backends",
+    "select_backend": "backends",
+    "USAGE_EXIT_STATUS": "errors",
+    "UserError": "errors",
+    "image_list": "loaders",
+    "load_guest": "loaders",
+    "missing_images": "loaders",
+    "VM": "scripting",
+    "RunningVm": "vmm",
+    "VmOutcome": "vmm",
+    "VmSupervisor": "vmm",
+    "build_vm": "vmm",
+    "run_vms": "vmm",
+    "start_vms": "vmm",
+    "summarise": "vmm",
+}
 
 __all__ = [
     "REGISTRY",
@@ -32,9 +56,8 @@ __all__ = [
 
 
 def __getattr__(name: str) -> object:
-    """``axvisor.VM`` (scripting) is imported on first use: ``axvisor run`` never needs it."""
-    if name == "VM":
-        from .scripting import VM
-
-        return VM
-    raise AttributeError(f"module 'axvisor' has no attribute {name!r}")
+    """The re-exported name from its module, imported now."""
+    module = _MODULE_OF.get(name)
+    if module is None:
+        raise AttributeError(f"module 'axvisor' has no attribute {name!r}")
+    return getattr(importlib.import_module(f".{module}", __name__), name)

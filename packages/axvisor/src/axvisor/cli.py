@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from axvm import AxVM, AxVMCrateConfig, ConfigError, VmBuildError, load_config
 
 from . import generate as generate_cmd
+from . import startup_gc
 from .backends import REGISTRY, kvm_kind, kvm_status
 from .console import ConsoleMux, Terminal
 from .errors import USAGE_EXIT_STATUS, UserError
@@ -186,6 +187,7 @@ def cmd_run(paths: Sequence[str]) -> int:
             for vm in vms:
                 vm.stop()
             raise
+        startup_gc.resume()  # the VMs are built: what start-up made stays, the guests' objects come and go
         outcomes = run_session(vms, mux, build, stop, terminal)  # the one shutdown path, however it ends
         return report(outcomes, stop, mux.mid_line)
 
@@ -194,6 +196,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser(_command_in(sys.argv[1:] if argv is None else argv)).parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="axvisor: %(levelname)s: %(message)s")
+    if args.command != "run" or args.restore is not None or args.gdb is not None or args.paused:
+        startup_gc.resume()  # only a plain run keeps collection off until its VMs are built
     try:
         if args.command == "check":
             return cmd_check(args.configs)
