@@ -1,9 +1,19 @@
+"""``python -m axvisor``: the command line, with start-up's garbage collection paused (startup_gc)."""
+
 import sys
 
 from . import startup_gc
 
-startup_gc.pause()  # before the imports: start-up allocates much and frees little (see startup_gc)
 
-from .cli import main  # noqa: E402
+def main() -> int:
+    """Pause collection, then import and run the command line: the imports are most of start-up.
+    A console script pointed here (not at ``axvisor.cli:main``, whose import is those imports)
+    would start the same way."""
+    startup_gc.pause()
+    from .cli import main as cli_main
 
-sys.exit(main())
+    return cli_main()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
