@@ -213,7 +213,9 @@ cmd_run() {
   # default riscv64 Linux VM needs no gcc.
   if grep -q 'build/guests/' "$@" 2>/dev/null; then build_guests; fi
   ensure_images "$@"
-  exec "$VENV/bin/axvisor" run "$@"
+  # -m axvisor, not the axvisor script: its __main__ imports the CLI with garbage collection paused
+  # (axvisor/startup_gc.py); -P keeps the current directory off sys.path, as the script does
+  exec "$VENV/bin/python" -P -m axvisor run "$@"
 }
 
 cmd_check() {
