@@ -20,6 +20,13 @@ buffers, every buffer's placement in RAM (writable ones in writable RAM) and the
 length, all before the device copies a byte. A violation raises ``QueueError``; the transport
 turns it into DEVICE_NEEDS_RESET, so it never reaches the bus.
 
+Cost. A block request names hundreds of 4 KiB pages, so the walk is per-descriptor work kept
+small: a table the chain continues in is copied in one read and unpacked from the copy (which
+also means a driver rewriting a descriptor cannot make a checked value differ from the used
+one), each buffer is checked with one ``GuestMemory.backed`` call, and the buffers become views
+in one ``GuestMemory.views`` call, which tells the write listeners once per run of adjacent
+buffers.
+
 Ordering. The spec asks for memory barriers: read the available idx before the ring entries it
 covers, write a used entry before the used idx, publish avail_event before re-reading the
 available idx. Python has no fence primitive. The accesses are made in exactly that program
@@ -82,33 +89,6 @@ class QueueError(Exception):
 
 def is_power_of_two(value: int) -> bool:
     return value > 0 and value & (value - 1) == 0
-
-
-def _backed(memory: GuestMemory, gpa: int, length: int, writable: bool) -> bool:
-    """Whether ``[gpa, gpa + length)`` is RAM (writable RAM if ``writable``), across regions."""
-    if gpa < 0 or length < 0:
-        return False
-    addr, end = gpa, gpa + length
-    while addr < end:
-        region = memory.find_region(addr)
-        if region is None or (writable and not region.writable):
-            return False
-        addr = int(region.gpa) + region.size
-    return True
-
-
-def _region_pieces(memory: GuestMemory, gpa: int, length: int) -> list[Segment]:
-    """Cut a buffer at guest RAM region boundaries, so each piece can be one memoryview."""
-    pieces: list[Segment] = []
-    addr, end = gpa, gpa + length
-    while addr < end:
-        region = memory.find_region(addr)
-        if region is None:
-            raise QueueError(f"buffer at {gpa:#x} ({length} bytes) is no longer guest RAM")
-        n = min(end, int(region.gpa) + region.size) - addr
-        pieces.append((addr, n))
-        addr += n
-    return pieces
 
 
 def slice_segments(segments: Iterable[Segment], offset: int = 0, length: int | None = None) -> list[Segment]:
@@ -183,16 +163,10 @@ class DescriptorChain:
 
 
 def _views(memory: GuestMemory, segments: Sequence[Segment], writable: bool) -> list[memoryview]:
-    views: list[memoryview] = []
     try:
-        for gpa, n in segments:
-            for addr, size in _region_pieces(memory, gpa, n):
-                views.append(memory.view(addr, size, writable=writable))
-    except (GuestMemoryError, QueueError) as error:
-        for view in views:
-            view.release()
+        return memory.views(segments, writable=writable)
+    except GuestMemoryError as error:
         raise QueueError(str(error)) from None
-    return views
 
 
 class SplitQueue:
@@ -241,7 +215,7 @@ class SplitQueue:
         for name, addr, length, align, writable in areas:
             if addr % align:
                 return f"{name} at {addr:#x} is not {align}-byte aligned"
-            if not _backed(self.memory, addr, length, writable):
+            if not self.memory.backed(addr, length, writable=writable):
                 return f"{name} at {addr:#x} ({length} bytes) is not in {'writable ' * writable}guest RAM"
         return None
 
@@ -283,44 +257,60 @@ class SplitQueue:
         return chain
 
     def _walk(self, head: int) -> DescriptorChain:
-        """Collect and check the buffers of the chain starting at ``head``."""
+        """Collect and check the buffers of the chain starting at ``head``.
+
+        The head descriptor is read alone; a table the chain goes on in (the rest of the
+        descriptor table, or an indirect table) is copied in one read, and every descriptor is
+        unpacked once from that copy, so a driver rewriting descriptors meanwhile cannot make a
+        checked value differ from the one used.
+        """
         readable: list[Segment] = []
         writable: list[Segment] = []
-        table, table_len, index = self.desc_addr, self.size, head
+        memory = self.memory
+        unpack_from = _DESC.unpack_from
+        table_len, index = self.size, head
+        entries: bytearray | None = None  # the table being walked, once copied
         in_indirect = False
-        seen = total = 0
+        seen = total = read_len = 0
         while True:
             if index >= table_len:
                 raise QueueError(f"descriptor index {index} is outside a table of {table_len}")
             seen += 1
             if seen > table_len:
                 raise QueueError(f"chain from head {head} is longer than its table ({table_len}): a loop")
-            addr, length, flags, next_index = self._read_desc(table + DESC_SIZE * index)
+            if entries is None:
+                addr, length, flags, next_index = self._read_desc(self.desc_addr + DESC_SIZE * index)
+            else:
+                addr, length, flags, next_index = unpack_from(entries, DESC_SIZE * index)
             if flags & VIRTQ_DESC_F_INDIRECT:
                 table, table_len = self._indirect_table(addr, length, flags, in_indirect)
+                entries = self._read_table(table, table_len)
                 index, seen, in_indirect = 0, 0, True
                 continue
             total += length
             if total > MAX_CHAIN_BYTES:
                 raise QueueError(f"chain from head {head} is over {MAX_CHAIN_BYTES} bytes")
-            is_write = bool(flags & VIRTQ_DESC_F_WRITE)
-            if not is_write and writable:
-                raise QueueError(f"chain from head {head} has a readable buffer after a writable one")
-            if not _backed(self.memory, addr, length, is_write):
-                kind = "writable guest RAM" if is_write else "guest RAM"
-                raise QueueError(f"buffer at {addr:#x} ({length} bytes) is not in {kind}")
+            is_write = flags & VIRTQ_DESC_F_WRITE
             if length:
-                (writable if is_write else readable).append((addr, length))
+                if is_write:
+                    if not memory.backed(addr, length, writable=True):
+                        raise QueueError(f"buffer at {addr:#x} ({length} bytes) is not in writable guest RAM")
+                    writable.append((addr, length))
+                else:
+                    if writable:
+                        raise QueueError(f"chain from head {head} has a readable buffer after a writable one")
+                    if not memory.backed(addr, length):
+                        raise QueueError(f"buffer at {addr:#x} ({length} bytes) is not in guest RAM")
+                    readable.append((addr, length))
+                    read_len += length
+            elif not is_write and writable:
+                raise QueueError(f"chain from head {head} has a readable buffer after a writable one")
             if not flags & VIRTQ_DESC_F_NEXT:
                 break
             index = next_index
-        return DescriptorChain(
-            head,
-            tuple(readable),
-            tuple(writable),
-            sum(n for _, n in readable),
-            sum(n for _, n in writable),
-        )
+            if entries is None:
+                entries = self._read_table(self.desc_addr, self.size)
+        return DescriptorChain(head, tuple(readable), tuple(writable), read_len, total - read_len)
 
     def _indirect_table(self, addr: int, length: int, flags: int, in_indirect: bool) -> tuple[int, int]:
         """Check an indirect descriptor (2.7.5.3) and return its table's address and length."""
@@ -333,7 +323,7 @@ class SplitQueue:
         count = length // DESC_SIZE
         if length % DESC_SIZE or not 0 < count <= MAX_INDIRECT_DESCRIPTORS:
             raise QueueError(f"indirect table of {length} bytes is not 1..{MAX_INDIRECT_DESCRIPTORS} descriptors")
-        if not _backed(self.memory, addr, length, False):
+        if not self.memory.backed(addr, length):
             raise QueueError(f"indirect table at {addr:#x} ({length} bytes) is not in guest RAM")
         return addr, count
 
@@ -419,6 +409,15 @@ class SplitQueue:
         except GuestMemoryError as error:
             raise QueueError(str(error)) from None
         return _DESC.unpack(self._desc_buf)
+
+    def _read_table(self, gpa: int, count: int) -> bytearray:
+        """A copy of ``count`` descriptors at ``gpa`` (checked to be RAM when the table was)."""
+        buf = bytearray(DESC_SIZE * count)
+        try:
+            self.memory.read_into(gpa, buf)
+        except GuestMemoryError as error:
+            raise QueueError(str(error)) from None
+        return buf
 
     def _read_u16(self, gpa: int) -> int:
         try:
