@@ -123,3 +123,21 @@ def test_hostile_segments_are_guest_memory_errors(segment):
         assert not memory.backed(*segment) and not memory.backed(*segment, writable=True)
     finally:
         memory.close()
+
+
+def test_a_listener_with_many_hears_one_views_call_at_once():
+    memory = build([(0x1000, 4 * PAGE_SIZE)])
+    single: list[tuple[int, int]] = []
+    batches: list[list[tuple[int, int]]] = []
+    memory.add_write_listener(lambda gpa, size: single.append((gpa, size)), lambda ranges: batches.append(list(ranges)))
+    try:
+        for view in memory.views([(0x1000, 8), (0x1008, 8), (0x3000, 4)], writable=True):
+            view.release()
+        assert batches == [[(0x1000, 16), (0x3000, 4)]] and single == []
+        memory.views([(0x1000, 0)], writable=True)  # nothing written: nobody hears
+        memory.views([(0x1000, 8)])  # read-only views: nobody hears
+        assert batches == [[(0x1000, 16), (0x3000, 4)]]
+        memory.write_u8(0x2000, 1)
+        assert single == [(0x2000, 1)]
+    finally:
+        memory.close()

@@ -31,7 +31,7 @@ import os
 import sys
 import threading
 from bisect import bisect_right
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, TypeVar
 
 from .access import Buffer, GuestMemoryAccess
@@ -247,6 +247,9 @@ class GuestMemoryRegion:
         return f"GuestMemoryRegion({self.range!r}, {state})"
 
 
+_Listener = tuple[Callable[[int, int], None], Callable[[Sequence[tuple[int, int]]], None] | None]
+"""A write listener: one range at a time, and optionally many at once."""
+
 _Piece = tuple[memoryview, int, int]
 """(region view, offset into it, length): one region's share of an access."""
 
@@ -261,20 +264,34 @@ class GuestMemory:
     def __init__(self, regions: Iterable[GuestMemoryRegion] = ()) -> None:
         self._lock = threading.Lock()  # serialises writers; readers use the immutable layout
         self._layout: tuple[tuple[int, ...], tuple[GuestMemoryRegion, ...], int] = ((), (), 0)
-        self._write_listeners: tuple[Callable[[int, int], None], ...] = ()
+        self._write_listeners: tuple[_Listener, ...] = ()
         for region in regions:
             self.add_region(region)
 
-    def add_write_listener(self, listener: Callable[[int, int], None]) -> None:
+    def add_write_listener(
+        self,
+        listener: Callable[[int, int], None],
+        many: Callable[[Sequence[tuple[int, int]]], None] | None = None,
+    ) -> None:
         """Call ``listener(gpa, size)`` for each write through ``write_from`` or a writable
         ``view`` (handed out just before the caller writes): a software CPU drops the code it
-        translated from those bytes (device DMA never passes through its engine)."""
+        translated from those bytes (device DMA never passes through its engine). ``many``, if
+        given, hears the ranges of one writable ``views`` call in one call (a block request's
+        hundreds of pages), instead of ``listener`` once per range."""
         with self._lock:
-            self._write_listeners = (*self._write_listeners, listener)
+            self._write_listeners = (*self._write_listeners, (listener, many))
 
     def _written(self, gpa: int, size: int) -> None:
-        for listener in self._write_listeners:
+        for listener, _ in self._write_listeners:
             listener(gpa, size)
+
+    def _written_many(self, ranges: Sequence[tuple[int, int]]) -> None:
+        for listener, many in self._write_listeners:
+            if many is not None:
+                many(ranges)
+            else:
+                for gpa, size in ranges:
+                    listener(gpa, size)
 
     # -- the region set ---------------------------------------------------------------------
 
@@ -476,9 +493,8 @@ class GuestMemory:
             for view in out:
                 view.release()
             raise
-        if writable and self._write_listeners:
-            for first, last in runs:
-                self._written(first, last - first)
+        if writable and self._write_listeners and runs:
+            self._written_many([(first, last - first) for first, last in runs])
         return out
 
     # -- helpers built on the primitives --------------------------------------------------------

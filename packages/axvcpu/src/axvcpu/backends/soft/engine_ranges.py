@@ -58,6 +58,26 @@ class CodeRanges:
                 return
             self._pages.update(pages)
 
+    def add_many(self, ranges: Iterable[tuple[int, int]]) -> None:
+        """``add`` for each ``(gpa, size)``, under one acquisition of the lock (a block request
+        names hundreds of pages)."""
+        with self._lock:
+            if self._overflow:
+                return
+            pages = self._pages
+            for gpa, size in ranges:
+                if size <= 0:
+                    continue
+                span = range(gpa - gpa % PAGE_SIZE, gpa + size, PAGE_SIZE)
+                if len(span) + len(pages) > FLUSH_ALL_PAGES:  # as ``add``: never a set of a huge range
+                    self._overflow = True
+                    pages.clear()
+                    return
+                if len(span) == 1:
+                    pages.add(span[0])
+                else:
+                    pages.update(span)
+
     def take(self) -> tuple[list[int], bool]:
         """(the dirty pages' addresses, sorted; whether to flush everything instead), and reset."""
         with self._lock:

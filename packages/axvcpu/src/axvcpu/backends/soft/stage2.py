@@ -16,6 +16,7 @@ more, and the caller may free the host memory.
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from typing import Protocol
 
 from unicorn import UC_PROT_EXEC, UC_PROT_READ, UC_PROT_WRITE, UcError
@@ -76,7 +77,7 @@ class SoftStage2:
             self._memory.attach(memory, len(self._record.mappings))
         listen = getattr(memory, "add_write_listener", None)
         if listen is not None and not known:
-            listen(self.written)
+            listen(self.written, self.written_many)
 
     def written(self, gpa: int, size: int) -> None:
         """Guest RAM ``[gpa, +size)`` was written outside the engines: every engine re-translates it."""
@@ -84,6 +85,19 @@ class SoftStage2:
             invalidate = getattr(engine, "invalidate_code", None)  # optional: an engine without one keeps its code
             if invalidate is not None:
                 invalidate(gpa, size)
+
+    def written_many(self, ranges: Sequence[tuple[int, int]]) -> None:
+        """Many ranges written at once (one block request's buffers): an engine that takes them
+        in one call (``invalidate_code_many``: one lock, one slice end) gets them so."""
+        for engine in list(self._engines):
+            many = getattr(engine, "invalidate_code_many", None)
+            if many is not None:
+                many(ranges)
+                continue
+            invalidate = getattr(engine, "invalidate_code", None)
+            if invalidate is not None:
+                for gpa, size in ranges:
+                    invalidate(gpa, size)
 
     def map(self, region: GuestMemoryRegion, flags: MappingFlags) -> None:
         """Enter ``region`` into every engine (plain ints inside: unicorn takes the host address)."""
