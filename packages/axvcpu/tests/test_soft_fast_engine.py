@@ -174,6 +174,18 @@ def test_code_stored_through_a_second_virtual_mapping_is_retranslated(machines: 
     m.vcpu.set_register("pc", m.sym("s_entry"))
     m.run_until_halt()
     assert (m.reg("s2"), m.reg("s3")) == (1, 2)
+    if engine == "c":
+        assert m.vcpu._fast is not None and m.vcpu._fast.alias_flushes > 0  # paging on: new code flushes
+
+
+def test_new_code_without_paging_costs_no_tlb_flush(machines: list[SoftMachine]) -> None:
+    """satp Bare: every TLB entry maps a page to itself, there is no second mapping to protect
+    against, so firmware translating new blocks all the time keeps its TLB."""
+    blocks = "".join(f"b{i}:\n  addi a4, a4, 1\n  j b{i + 1}\n" for i in range(32))
+    m = build(machines, blocks + "b32:\n1: wfi\n  j 1b\n", engine="c")
+    m.run_until_halt()
+    assert m.reg("a4") == 32
+    assert m.vcpu._fast is not None and m.vcpu._fast.alias_flushes == 0
 
 
 def test_ram_mapped_and_unmapped_after_the_hart_exists_keeps_faults_hooked(

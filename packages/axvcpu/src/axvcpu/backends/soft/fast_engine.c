@@ -28,6 +28,7 @@ typedef int (*axv_ctl_fn)(void *uc, int control, ...);
 #define AXV_NO_TIMER UINT64_MAX
 #define AXV_PAGE_SIZE 4096ULL
 #define AXV_ANY UINT64_MAX
+#define AXV_SATP_PAGED (8ULL << 60) /* any non-Bare MODE in satp[63:60] */
 
 /* Why a slice ended, when this module ended it (0: it did not). */
 #define AXV_STOP_EVENT 1
@@ -76,6 +77,8 @@ typedef struct axv_hart {
     uint64_t time_reads;
     uint64_t ecalls;
     uint64_t new_blocks;
+    uint64_t alias_flushes;     /* TLB flushes axv_new_block_hook made */
+    int32_t paged_entries;      /* the TLB may hold entries filled with paging on */
     uint64_t timer_entries;
     axv_intr_fn fallback;       /* the Python handler, for every exception not done here */
     void *fallback_user;
@@ -319,13 +322,31 @@ python:
    re-protects only the TLB entries of the block's own virtual page (translate-all.c,
    tb_link_page: tlb_reset_dirty_by_vaddr): another mapping of that page whose TLB entry is
    already dirty would store into the code unnoticed. A TLB flush makes every such mapping
-   refill as not-dirty, so its next store takes the slow path that invalidates the code. */
+   refill as not-dirty, so its next store takes the slow path that invalidates the code.
+
+   Without paging there is no other mapping: every TLB entry maps a page to itself, and the
+   block's own page is the one unicorn re-protects. So while satp is Bare, and no entry filled
+   with paging on can be left (none since the last flush made here), the flush is skipped:
+   firmware translating new code all the time (OpenSBI, U-Boot) otherwise flushed after every
+   block, and each flush sent its next stores to every page down the slow path. satp is
+   unreadable from U mode, which is then taken as paged. (satp itself changing does not flush
+   unicorn's TLB unless the ASID changes, so paging is looked at on every new block.) */
 static void axv_new_block_hook(void *uc, void *cur_tb, void *prev_tb, void *user)
 {
     axv_hart *h = user;
+    int satp_reg = AXV_REG_SATP;
+    uint64_t satp = AXV_SATP_PAGED;
+    void *satp_val[1] = {&satp};
+    int paged;
     (void)cur_tb;
     (void)prev_tb;
     h->new_blocks++;
+    h->fns.reg_read_batch(uc, &satp_reg, satp_val, 1); /* fails in U mode: satp stays "paged" */
+    paged = (satp >> 60) != 0;
+    if (!paged && !h->paged_entries)
+        return;
+    h->paged_entries = paged;
+    h->alias_flushes++;
     h->fns.ctl(uc, AXV_UC_CTL_TLB_FLUSH_WRITE);
 }
 

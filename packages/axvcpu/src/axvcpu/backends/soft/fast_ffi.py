@@ -32,7 +32,7 @@ MODULE_NAME = "_axvcpu_soft_cffi"
 C_FILE = Path(__file__).with_name("fast_engine.c")
 APT_HINT = "apt-get install gcc python3-dev, or set AXVISOR_SOFT_ENGINE=python"
 
-_REGISTERS = "PC PRIV X0 MSTATUS MIE MEDELEG MTVEC STVEC SEPC SCAUSE STVAL MEPC MCAUSE MTVAL".split()
+_REGISTERS = "PC PRIV X0 MSTATUS MIE MEDELEG MTVEC STVEC SEPC SCAUSE STVAL MEPC MCAUSE MTVAL SATP".split()
 
 CDEF = r"""
 typedef struct axv_clock { int64_t t0_ns; int64_t paused_ns; int64_t ns_per_tick; } axv_clock;
@@ -57,6 +57,8 @@ typedef struct axv_hart {
     uint64_t time_reads;
     uint64_t ecalls;
     uint64_t new_blocks;
+    uint64_t alias_flushes;
+    int32_t paged_entries;
     uint64_t timer_entries;
     void *fallback;
     void *fallback_user;

@@ -172,6 +172,11 @@ class FastHart:
         return int(self._h.ecalls)
 
     @property
+    def alias_flushes(self) -> int:
+        """TLB flushes after new translations (made only while paging may have filled the TLB)."""
+        return int(self._h.alias_flushes)
+
+    @property
     def timer_entries(self) -> int:
         """Machine timer interrupts the block hook entered."""
         return int(self._h.timer_entries)
