@@ -19,12 +19,8 @@ anything else (no new mapping, several) gives None: nothing is ever released the
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
-import mmap
-import re
+import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 IDLE_SECONDS = 2.0
@@ -41,20 +37,22 @@ MAX_MERGED = 1 << 20
 """A new buffer mapping may have merged with an adjacent writable+executable page (a libffi
 closure); bigger than this it is not the buffer."""
 _MADV_DONTNEED = 4
-_RWX_ANON = re.compile(r"^([0-9a-f]+)-([0-9a-f]+) rwxp 00000000 00:00 0\s*$")
-_MAPS = Path("/proc/self/maps")
+_MAPS = "/proc/self/maps"
 
 
 def _rwx_mappings() -> set[tuple[int, int]]:
-    """This process's anonymous writable+executable mappings, ``(start, end)``."""
+    """This process's anonymous writable+executable private mappings, ``(start, end)``."""
     try:
-        lines = _MAPS.read_text().splitlines()
+        with open(_MAPS) as maps:
+            lines = maps.read().splitlines()
     except OSError:
         return set()
     found = set()
     for line in lines:
-        if (match := _RWX_ANON.match(line)) is not None:
-            found.add((int(match[1], 16), int(match[2], 16)))
+        fields = line.split()
+        if len(fields) == 5 and fields[1] == "rwxp" and fields[4] == "0":  # no path: anonymous
+            start, _, end = fields[0].partition("-")
+            found.add((int(start, 16), int(end, 16)))
     return found
 
 
@@ -62,10 +60,12 @@ class _Libc:
     """glibc's madvise and malloc_trim, or None where they are not there (another libc)."""
 
     def __init__(self) -> None:
+        import ctypes  # here: only a release needs it (unicorn's binding has loaded it by then)
+
         self.madvise: Any = None
         self.malloc_trim: Any = None
         try:
-            libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+            libc = ctypes.CDLL(None)  # the interpreter's own C library (ctypes.util costs a subprocess)
         except OSError:
             return
         madvise = getattr(libc, "madvise", None)
@@ -122,7 +122,7 @@ def locate(uc: Any) -> CodeBuffer | None:
     after ``ctl_set_tcg_buffer_size``): this initialises it. None where it cannot be told."""
     before = _rwx_mappings()
     size = uc.ctl_get_tcg_buffer_size()  # initialises the engine, which maps the buffer
-    span = size - mmap.PAGESIZE  # unicorn turns the buffer's last page into a guard page
+    span = size - os.sysconf("SC_PAGE_SIZE")  # unicorn turns the buffer's last page into a guard page
     new = [(start, end) for start, end in _rwx_mappings() - before if span <= end - start <= span + MAX_MERGED]
     if len(new) != 1:
         return None
