@@ -125,6 +125,21 @@ def test_code_written_through_a_writable_view_is_retranslated(machines: list[Sof
     assert m.reg("a1") == 3
 
 
+def test_code_written_through_a_batch_of_writable_views_is_retranslated(
+    machines: list[SoftMachine], engine: str
+) -> None:
+    """A block request's buffers come as one ``views`` call; the hart hears them in one batch."""
+    m = build(machines, "loop:\nsite:\n li a1, 1\n wfi\n j loop\n", engine=engine)
+    assert isinstance(m.vcpu.run(), Halt)
+    far = m.sym("site") + 2 * PAGE_SIZE  # a second range, not adjacent: two runs in one call
+    site_view, _ = m.memory.views([(m.sym("site"), 2), (far, 4)], writable=True)
+    site_view[:] = encode("li a1, 3").to_bytes(2, "little")
+    assert isinstance(m.vcpu.run(), Halt)
+    assert m.reg("a1") == 3
+    assert m.vcpu.code_invalidations == 2  # both pages, neither a whole-cache flush
+    assert m.vcpu.translation_flushes == 0
+
+
 PT_ROOT, PT_L1, PT_L0 = RAM_BASE + 0x30_0000, RAM_BASE + 0x30_1000, RAM_BASE + 0x30_2000
 ALIAS_VA = 0x4000_0000
 V, R, W, X, A, D = 1, 2, 4, 8, 64, 128

@@ -49,7 +49,7 @@ error; it becomes a breakpoint trap. Anything else unicorn reports is ``FailEntr
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -372,6 +372,11 @@ class RiscvSoftVCpu(ArchVCpu):
         DMA, another engine); its translations are dropped on this hart's thread before its next
         slice, which this ends."""
         self._code_dirty.add(gpa, size)
+        self.end_slice()
+
+    def invalidate_code_many(self, ranges: Sequence[tuple[int, int]]) -> None:
+        """``invalidate_code`` for each range of one block request: one lock, one slice end."""
+        self._code_dirty.add_many(ranges)
         self.end_slice()
 
     def set_mmio_windows(self, windows: list[tuple[int, int]]) -> None:
