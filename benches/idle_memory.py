@@ -7,8 +7,8 @@ of the mapping of the guest RAM's size (/proc/PID/smaps; QEMU's may be a little 
 alignment), i.e. the guest pages actually touched. What is left is the VMM's own cost: the
 interpreter or binary, libraries, the translation cache, device state. Both sides are one process
 (threads only), read the same way. Each side boots to the shell prompt, then idles for
-``--settle`` seconds before it is read (axvisor's harts hand their translated code back after
-2 s of only waiting for interrupts, code_buffer.IDLE_SECONDS). What is left is split into the
+``--settle`` seconds before it is read (long enough for a soft hart that releases its
+translated code when idle, code_buffer.IdleRelease, to have done so). What is left is split into the
 translation buffer (anonymous writable+executable mappings: unicorn's per engine, QEMU's TCG
 buffer), other anonymous memory (heaps, malloc arenas, the Python objects, stacks) and file pages
 (the binary and libraries as far as they were read).
