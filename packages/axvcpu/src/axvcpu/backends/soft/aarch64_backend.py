@@ -55,6 +55,7 @@ class SoftAarch64Backend:
         self._counter = GuestCounter()
         self._stage2 = SoftStage2()
         turns = TurnLock() if num_cpus > 1 and not parallel else None
+        self._turns = turns
         self._context = HartContext(self._stage2, self._counter.virtual, mmio_exits, turns)
         self._irqs = [IrqInput(i) for i in range(num_cpus)]
         self._timers = [GenericTimers(i) for i in range(num_cpus)]
@@ -72,7 +73,7 @@ class SoftAarch64Backend:
 
     @property
     def turns(self) -> TurnLock | None:
-        return self._context.turns
+        return self._turns
 
     def create_vcpu(self, vcpu_id: int) -> Aarch64SoftVCpu:
         """vCPU ``vcpu_id`` (MPIDR ``mpidr_of(vcpu_id)``) on a new engine with every RAM mapping so far."""

@@ -11,7 +11,8 @@ for MIP bits (``HartLines``), ``set_mtimecmp`` for the CLINT's timer compare reg
 Harts take turns. Unicorn generates LR/SC and AMOs as plain loads and stores unless it runs
 "parallel" code, which it never does, so two engines running at once on shared RAM would
 break the guest's atomics (spinlocks, reference counts). By default one hart runs a slice at a
-time, in FIFO order (``TurnLock``); ``parallel=True`` lets them run at once, for guests that
+time, in FIFO order except that a hart whose interrupt lines changed goes first and ends the
+running slice (``TurnLock``); ``parallel=True`` lets them run at once, for guests that
 do not share memory between harts, or for measurements.
 """
 
@@ -39,8 +40,6 @@ as its bound in translation blocks (a quarter of it when harts take turns)."""
 
 MTIME_HZ = 10_000_000
 _NS_PER_TICK = 1_000_000_000 // MTIME_HZ
-
-
 
 
 class SoftRiscvBackend:
@@ -73,12 +72,13 @@ class SoftRiscvBackend:
         self.engine = engine_choice(engine)
         self._fast_clock = FastClock(self._t0_ns, _NS_PER_TICK) if self.engine == "c" else None
         self._stage2 = SoftStage2()
-        turns = TurnLock() if num_harts > 1 and not parallel else None
+        turns = TurnLock(self._end_slice_of) if num_harts > 1 and not parallel else None
+        self._turns = turns
         self._context = HartContext(self._stage2, self.mtime, mmio_exits, turns)
         self._irqs = [HartInterrupts(self.mtime, self._mtime_deadline) for _ in range(num_harts)]
         if turns is not None:
             for hart, irqs in enumerate(self._irqs):
-                irqs.on_wake = functools.partial(self._end_other_slices, hart)
+                irqs.on_wake = functools.partial(turns.hasten, hart)
         self._lines: dict[tuple[int, int], HartLine] = {}
         self._lines_lock = threading.Lock()  # not _lock: device handlers may ask for lines mid-slice
         self._vcpus: dict[int, RiscvSoftVCpu] = {}
@@ -95,7 +95,7 @@ class SoftRiscvBackend:
 
     @property
     def turns(self) -> TurnLock | None:
-        return self._context.turns
+        return self._turns
 
     @property
     def code_generation(self) -> int:
@@ -114,7 +114,7 @@ class SoftRiscvBackend:
             if vcpu_id in self._vcpus:
                 raise ValueError(f"hart {vcpu_id} already has a vCPU")
             vcpu = RiscvSoftVCpu(
-                self._context,
+                self._context.for_hart(vcpu_id),
                 vcpu_id,
                 self._irqs[vcpu_id],
                 self.slice_instructions,
@@ -181,12 +181,12 @@ class SoftRiscvBackend:
         if self._fast_clock is not None:
             self._fast_clock.update(self._t0_ns, self._paused_ns)
 
-    def _end_other_slices(self, hart: int) -> None:
-        """A line of ``hart`` changed while harts take turns: end the running slice of any other
-        hart, so ``hart`` gets its turn now (an IPI must not wait for a whole slice)."""
-        for other, vcpu in list(self._vcpus.items()):
-            if other != hart:
-                vcpu.end_slice()
+    def _end_slice_of(self, hart: int) -> None:
+        """The turn lock's preemption: a hart whose lines changed (an IPI) waits for its turn, so
+        the slice of ``hart``, which holds it, ends at its next block (``TurnLock.hasten``)."""
+        vcpu = self._vcpus.get(hart)
+        if vcpu is not None:
+            vcpu.end_slice()
 
     def invalidate_code(self, gpa: int, size: int) -> None:
         """Guest RAM ``[gpa, +size)`` was written from outside the harts (device DMA, the VMM):

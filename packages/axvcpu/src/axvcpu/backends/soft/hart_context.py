@@ -7,7 +7,8 @@ import graph has no cycle (tests/test_layering.py checks it). What lives here:
 
 - the VM's RAM (``stage2``, whose attached guest memory the harts decode and walk through);
 - the clock (``mtime``) rdtime reads;
-- the turn lock harts hold around a slice (``turns``);
+- the turn lock harts hold around a slice (``turns``: each hart's view holds its own side of it,
+  so a hart whose interrupt lines changed can be served first);
 - the MMIO handler serving device windows inline, or ``mmio_exits`` without one;
 - the code generation: bumped when the guest announces code other harts must see, compared
   by every hart between slices (a newer value drops its translations);
@@ -38,24 +39,86 @@ class MmioHandler(Protocol):
 
 
 class TurnLock:
-    """A FIFO lock: harts waiting to run a slice get it in the order they asked."""
+    """Who runs the next slice: harts ask in turn (FIFO), but a hart whose interrupt lines
+    changed since its last turn (``hasten``) goes before the others.
 
-    def __init__(self) -> None:
-        self._cond = threading.Condition(threading.Lock())
-        self._next_ticket = 0
-        self._serving = 0
+    Why: with FIFO alone an IPI's target waits behind every other runnable hart's whole slice,
+    while the sender often spins until the target answers (OpenSBI's remote fences, Linux's
+    cross-CPU calls). A hastened hart that is waiting, or that arrives while another holds the
+    lock, also ends the holder's slice (``preempt(holder)``), so the hand-over happens at the
+    holder's next block. The lock is handed straight to the chosen waiter (one wake-up per
+    turn, no herd). Anonymous turns (``with lock:``, hart None) are plain FIFO.
+    """
 
-    def acquire(self) -> None:
-        with self._cond:
-            ticket = self._next_ticket
-            self._next_ticket += 1
-            while self._serving != ticket:
-                self._cond.wait()
+    def __init__(self, preempt: Callable[[int], None] | None = None) -> None:
+        self._mutex = threading.Lock()
+        self._held = False
+        self._holder: int | None = None
+        self._waiters: list[_Waiter] = []  # in arrival order
+        self._hastened: set[int] = set()
+        self._preempt = preempt
+        self.handovers = 0
+        """Turns handed to a hart other than the one that held the lock last (a thread switch)."""
+        self.preemptions = 0
+        """Slices a hastened hart ended early."""
+
+    def acquire(self, hart: int | None = None) -> None:
+        with self._mutex:
+            if not self._held:
+                self._take(hart)
+                return
+            waiter = _Waiter(hart)
+            self._waiters.append(waiter)
+            holder = self._holder
+            hastened = hart is not None and hart in self._hastened
+        if hastened and holder is not None and holder != hart:
+            self._end_slice(holder)
+        waiter.gate.acquire()  # released by the holder's release(), which made this hart the holder
 
     def release(self) -> None:
-        with self._cond:
-            self._serving += 1
-            self._cond.notify_all()
+        with self._mutex:
+            waiters = self._waiters
+            if not waiters:
+                self._held = False
+                return
+            chosen = next((w for w in waiters if w.hart is not None and w.hart in self._hastened), waiters[0])
+            waiters.remove(chosen)
+            self._take(chosen.hart)
+        chosen.gate.release()
+
+    def hasten(self, hart: int) -> None:
+        """Any thread: ``hart``'s lines changed; it gets the next turn before the others, and
+        the running slice ends now if ``hart`` is already waiting for its turn."""
+        with self._mutex:
+            self._hastened.add(hart)
+            holder = self._holder if self._held else None
+            waiting = any(w.hart == hart for w in self._waiters)
+        if waiting and holder is not None and holder != hart:
+            self._end_slice(holder)
+
+    @property
+    def waiting(self) -> tuple[int | None, ...]:
+        """The harts waiting for a turn, in arrival order."""
+        with self._mutex:
+            return tuple(w.hart for w in self._waiters)
+
+    def for_hart(self, hart: int) -> HartTurn:
+        """The context manager hart ``hart`` holds around its slices."""
+        return HartTurn(self, hart)
+
+    def _take(self, hart: int | None) -> None:
+        """Under the mutex: ``hart`` holds the lock now."""
+        if hart is None or hart != self._holder:
+            self.handovers += 1
+        self._held = True
+        self._holder = hart
+        if hart is not None:
+            self._hastened.discard(hart)
+
+    def _end_slice(self, holder: int) -> None:
+        if self._preempt is not None:
+            self.preemptions += 1
+            self._preempt(holder)
 
     def __enter__(self) -> None:
         self.acquire()
@@ -64,24 +127,101 @@ class TurnLock:
         self.release()
 
 
+class _Waiter:
+    """A hart waiting for its turn: ``gate`` is released when the turn is handed to it."""
+
+    __slots__ = ("gate", "hart")
+
+    def __init__(self, hart: int | None) -> None:
+        self.hart = hart
+        self.gate = threading.Lock()
+        self.gate.acquire()
+
+
+class HartTurn:
+    """One hart's side of a ``TurnLock``: ``with turn:`` waits for the hart's turn."""
+
+    __slots__ = ("hart", "lock")
+
+    def __init__(self, lock: TurnLock, hart: int) -> None:
+        self.lock = lock
+        self.hart = hart
+
+    def __enter__(self) -> None:
+        self.lock.acquire(self.hart)
+
+    def __exit__(self, *exc: object) -> None:
+        self.lock.release()
+
+
 NO_TURNS = contextlib.nullcontext()
 """What a vCPU holds around its slice when vCPUs run in parallel (``HartContext.turns`` is None)."""
 
 
 @dataclass(eq=False)
-class HartContext:
-    """The state every hart of one VM reads, and the code generation they bump."""
+class _Shared:
+    """What every hart's view of the context reads and writes: one object per VM."""
 
-    stage2: SoftStage2
-    mtime: Callable[[], int]
-    """Ticks of the VM's 10 MHz machine timer (rdtime reads it)."""
-    mmio_exits: bool
-    """Without an MMIO handler, an access outside RAM and windows leaves run() as an exit."""
-    turns: TurnLock | None
-    """Held around each slice when harts take turns; None when they run in parallel."""
     code_generation: int = 0
-    """Bumped when the guest announces code other harts must see (``ecall_observer`` says
-    when); each engine drops its translations when it sees a newer value."""
     mmio_handler: MmioHandler | None = None
     ecall_observer: EcallObserver | None = None
-    """Told of every ecall before its trap is entered; None: no ecall announces new code."""
+
+
+class HartContext:
+    """The state every hart of one VM reads, and the code generation they bump.
+
+    The backend builds one and hands each hart ``for_hart(hart)``: a view sharing all of it but
+    ``turns``, which there is that hart's side of the turn lock (the lock needs to know who asks).
+    """
+
+    def __init__(
+        self,
+        stage2: SoftStage2,
+        mtime: Callable[[], int],
+        mmio_exits: bool,
+        turns: TurnLock | HartTurn | None,
+        *,
+        shared: _Shared | None = None,
+    ) -> None:
+        self.stage2 = stage2
+        self.mtime = mtime
+        """Ticks of the VM's 10 MHz machine timer (rdtime reads it)."""
+        self.mmio_exits = mmio_exits
+        """Without an MMIO handler, an access outside RAM and windows leaves run() as an exit."""
+        self.turns = turns
+        """Held around each slice when harts take turns; None when they run in parallel."""
+        self._shared = shared if shared is not None else _Shared()
+
+    def for_hart(self, hart: int) -> HartContext:
+        """Hart ``hart``'s view: the same shared state, its own side of the turn lock."""
+        turns = self.turns
+        if isinstance(turns, TurnLock):
+            turns = turns.for_hart(hart)
+        return HartContext(self.stage2, self.mtime, self.mmio_exits, turns, shared=self._shared)
+
+    @property
+    def code_generation(self) -> int:
+        """Bumped when the guest announces code other harts must see (``ecall_observer`` says
+        when); each engine drops its translations when it sees a newer value."""
+        return self._shared.code_generation
+
+    @code_generation.setter
+    def code_generation(self, value: int) -> None:
+        self._shared.code_generation = value
+
+    @property
+    def mmio_handler(self) -> MmioHandler | None:
+        return self._shared.mmio_handler
+
+    @mmio_handler.setter
+    def mmio_handler(self, handler: MmioHandler | None) -> None:
+        self._shared.mmio_handler = handler
+
+    @property
+    def ecall_observer(self) -> EcallObserver | None:
+        """Told of every ecall before its trap is entered; None: no ecall announces new code."""
+        return self._shared.ecall_observer
+
+    @ecall_observer.setter
+    def ecall_observer(self, observer: EcallObserver | None) -> None:
+        self._shared.ecall_observer = observer
