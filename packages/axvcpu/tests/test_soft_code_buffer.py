@@ -149,3 +149,10 @@ def test_without_madvise_nothing_is_released(monkeypatch: pytest.MonkeyPatch) ->
 
     monkeypatch.setattr(code_buffer, "_libc", NoLibc())
     assert not CodeBuffer(0x1000, 0x1000 + 2 * PROLOGUE_SPARE).release()
+
+
+def test_idle_rule_takes_the_bounds_in_force_when_made(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(code_buffer, "IDLE_SECONDS", 0.25)
+    monkeypatch.setattr(code_buffer, "BUSY_GAP", 0.5)
+    rule = IdleRelease(CountingBuffer(0, 0))
+    assert (rule.idle_seconds, rule.busy_gap) == (0.25, 0.5)

@@ -137,11 +137,12 @@ class IdleRelease:
     stretch. The first gap after a release (translating the idle loop again) does not count."""
 
     def __init__(
-        self, buffer: CodeBuffer | None, idle_seconds: float = IDLE_SECONDS, busy_gap: float = BUSY_GAP
+        self, buffer: CodeBuffer | None, idle_seconds: float | None = None, busy_gap: float | None = None
     ) -> None:
+        """``idle_seconds``, ``busy_gap``: IDLE_SECONDS and BUSY_GAP as they are now by default."""
         self.buffer = buffer
-        self.idle_seconds = idle_seconds
-        self.busy_gap = busy_gap
+        self.idle_seconds = IDLE_SECONDS if idle_seconds is None else idle_seconds
+        self.busy_gap = BUSY_GAP if busy_gap is None else busy_gap
         self.releases = 0
         self._quiet_since: float | None = None
         self._last_end: float | None = None
