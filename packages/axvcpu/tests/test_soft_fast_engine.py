@@ -203,6 +203,31 @@ def test_new_code_without_paging_costs_no_tlb_flush(machines: list[SoftMachine])
     assert m.vcpu._fast is not None and m.vcpu._fast.alias_flushes == 0
 
 
+def test_new_code_in_user_mode_still_flushes(machines: list[SoftMachine]) -> None:
+    """The host cannot read satp in U mode (unicorn answers with a stale value), so new user
+    code counts as paged: the flush stays, whatever satp holds."""
+    blocks = "".join(f"u{i}:\n  addi a4, a4, 1\n  j u{i + 1}\n" for i in range(8))
+    m = build(
+        machines,
+        """
+        la t0, mtrap
+        csrw mtvec, t0
+        li t0, MPP_MASK
+        csrc mstatus, t0          # MPP = U
+        la t0, u0
+        csrw mepc, t0
+        mret
+        """
+        + blocks
+        + "u8:\n  ecall\n"
+        + M_HANDLER,
+        engine="c",
+    )
+    m.run_until_halt()
+    assert (m.reg("a4"), m.reg("a1")) == (8, 8)  # ran in U mode, then the ecall from U
+    assert m.vcpu._fast is not None and m.vcpu._fast.alias_flushes > 0
+
+
 def test_ram_mapped_and_unmapped_after_the_hart_exists_keeps_faults_hooked(
     machines: list[SoftMachine], engine: str
 ) -> None:

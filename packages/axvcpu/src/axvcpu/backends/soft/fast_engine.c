@@ -328,21 +328,21 @@ python:
    block's own page is the one unicorn re-protects. So while satp is Bare, and no entry filled
    with paging on can be left (none since the last flush made here), the flush is skipped:
    firmware translating new code all the time (OpenSBI, U-Boot) otherwise flushed after every
-   block, and each flush sent its next stores to every page down the slow path. satp is
-   unreadable from U mode, which is then taken as paged. (satp itself changing does not flush
-   unicorn's TLB unless the ASID changes, so paging is looked at on every new block.) */
+   block, and each flush sent its next stores to every page down the slow path. In U mode the
+   host cannot read satp (unicorn then answers the read with a stale value and no error), and U
+   mode is taken as paged. (satp itself changing does not flush unicorn's TLB unless the ASID
+   changes, so paging is looked at on every new block.) */
 static void axv_new_block_hook(void *uc, void *cur_tb, void *prev_tb, void *user)
 {
     axv_hart *h = user;
-    int satp_reg = AXV_REG_SATP;
-    uint64_t satp = AXV_SATP_PAGED;
-    void *satp_val[1] = {&satp};
+    int regs[2] = {AXV_REG_PRIV, AXV_REG_SATP};
+    uint64_t priv = 0, satp = AXV_SATP_PAGED;
+    void *vals[2] = {&priv, &satp};
     int paged;
     (void)cur_tb;
     (void)prev_tb;
     h->new_blocks++;
-    h->fns.reg_read_batch(uc, &satp_reg, satp_val, 1); /* fails in U mode: satp stays "paged" */
-    paged = (satp >> 60) != 0;
+    paged = h->fns.reg_read_batch(uc, regs, vals, 2) != 0 || (priv & 3) == 0 || (satp >> 60) != 0;
     if (!paged && !h->paged_entries)
         return;
     h->paged_entries = paged;
