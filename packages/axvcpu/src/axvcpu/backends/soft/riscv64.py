@@ -49,6 +49,7 @@ error; it becomes a breakpoint trap. Anything else unicorn reports is ``FailEntr
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -91,7 +92,7 @@ from ...arch import ArchVCpu
 from ...errors import PendingReadError
 from ...exits import AxVCpuExitReason, FailEntry, Halt, Hypercall, MmioRead, MmioWrite, Nothing
 from ...riscv_sbi import EID_HVC
-from . import riscv_state
+from . import code_buffer, riscv_state
 from .engine_ranges import CodeRanges, hook_gaps, pages_within
 from .fast_slice import FastClock, FastHart
 from .hart_context import NO_TURNS, HartContext
@@ -199,6 +200,7 @@ class RiscvSoftVCpu(ArchVCpu):
         uc: Any = Uc(UC_ARCH_RISCV, UC_MODE_RISCV64, rc.UC_CPU_RISCV64_SIFIVE_U54)  # type: ignore[call-arg]
         self._uc = uc
         uc.ctl_set_tcg_buffer_size(TCG_BUFFER_BYTES)  # only before the engine initialises
+        self._idle_code = code_buffer.IdleRelease(code_buffer.locate(uc))  # initialises the engine
         self._regs = RegFile(self._uc)
         self._memory = HartMemory(self._regs, context)
         self.engine_lock = threading.RLock()
@@ -304,10 +306,17 @@ class RiscvSoftVCpu(ArchVCpu):
     def wait_for_interrupt(self, timeout: float) -> bool:
         """Block until an interrupt enabled in mie is pending (lines, timer), a kick (True), or
         ``timeout`` (False)."""
+        start = time.monotonic()
         with self.engine_lock:
             self._check_open()
             mie, mip = self._regs.read_csrs(_MIE, _MIP)
-        return self._irqs.wait(timeout, mie, mip)
+        woke = self._irqs.wait(timeout, mie, mip)
+        if self._idle_code.waited(start, time.monotonic()):  # a while idle: give its code back
+            with self.engine_lock:
+                if not self._closed:  # closed meanwhile: its buffer is gone, nothing to give back
+                    self.flush_translations()
+                    self._idle_code.release()
+        return woke
 
     def kick(self) -> None:
         """Make ``wait_for_interrupt`` return now, from any thread."""
