@@ -321,6 +321,16 @@ def test_the_sbi_code_fence_knows_which_calls_announce_new_code(priv: int, a7: i
     assert SbiCodeFence().on_ecall(0, priv, reader(regs(a7=a7, a6=a6))) is announces
 
 
+def test_with_a_per_hart_drop_a_hart_start_drops_only_the_started_harts_code() -> None:
+    dropped: list[int] = []
+    fence = SbiCodeFence(dropped.append)
+    assert fence.on_ecall(0, 1, reader(regs(a7=0x0048_534D, a6=0, a0=3))) is False
+    assert dropped == [3]
+    assert fence.on_ecall(0, 1, reader(regs(a7=0x5246_4E43, a6=0))) is True  # remote fence.i: every hart
+    assert fence.on_ecall(0, 1, reader(regs(a7=0x0048_534D, a6=1, a0=2))) is False  # hart_stop
+    assert dropped == [3]
+
+
 def test_the_sbi_code_fence_reads_only_the_registers_it_needs() -> None:
     """It runs on every ecall of a boot (set_timer most of all): a7 alone for those."""
     seen: list[int] = []

@@ -76,6 +76,11 @@ class EcallHook(Protocol):
 
     def set_ecall_observer(self, observer: EcallObserver | None) -> None: ...
 
+    def drop_code(self, hart: int) -> None:
+        """Hart ``hart`` drops all its translated code before it next runs (any thread): what a
+        hart start needs, for the started hart alone."""
+        ...
+
 
 @runtime_checkable
 class WriteEvents(Protocol):

@@ -40,6 +40,8 @@ as its bound in translation blocks (a quarter of it when harts take turns)."""
 
 MTIME_HZ = 10_000_000
 _NS_PER_TICK = 1_000_000_000 // MTIME_HZ
+_ALL_ADDRESSES = 1 << 64
+"""A range no hart can hold page by page: ``invalidate_code`` over it drops all the hart's code."""
 
 
 class SoftRiscvBackend:
@@ -146,6 +148,14 @@ class SoftRiscvBackend:
         """Tell ``observer`` of every guest ecall (None: no one); when it answers True, every hart
         drops its translated code. The riscv machine installs the SBI-aware one, ``SbiCodeFence``."""
         self._context.ecall_observer = observer
+
+    def drop_code(self, hart: int) -> None:
+        """From any thread: hart ``hart`` drops all its translated code on its own thread before
+        its next slice (a hart started by another, which may have just written its code); the
+        other harts keep theirs. ``hart`` comes from the guest: one that does not exist is ignored."""
+        vcpu = self._vcpus.get(hart)
+        if vcpu is not None:
+            vcpu.invalidate_code(0, _ALL_ADDRESSES)
 
     @property
     def ecall_observer(self) -> EcallObserver | None:

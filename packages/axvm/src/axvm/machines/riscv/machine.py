@@ -106,7 +106,7 @@ class RiscvVirtMachine:
             inline.set_mmio_handler(target.devices.mmio_windows(), target.devices)
         ecall_hook = target.backend.ecall_hook
         if ecall_hook is not None:
-            ecall_hook.set_ecall_observer(SbiCodeFence())
+            ecall_hook.set_ecall_observer(SbiCodeFence(ecall_hook.drop_code))
 
     def prepare_boot(self, target: BootTarget, plan: BootPlan) -> None:
         self.connect(target)
