@@ -532,8 +532,9 @@ class RiscvSoftVCpu(ArchVCpu):
         the VMM wrote over pages this engine already ran stays stale until flushed. Guests say
         when that happens, in their firmware's ABI: the ecall observer the machine installs
         recognises such a call (Linux follows new code with an SBI remote fence.i, and starts a
-        hart with SBI hart_start), the hart then bumps the context's code generation and every
-        hart flushes when it sees a newer one; a hart parked in firmware (M-mode wfi) and woken
+        hart with SBI hart_start): a remote fence.i bumps the context's code generation and every
+        hart flushes when it sees a newer one, a hart_start drops only the started hart's code
+        (the backend's ``drop_code``); a hart parked in firmware (M-mode wfi) and woken
         by an IPI flushes too. Idle harts woken from S-mode wfi keep their code: flushing on
         every IPI halved SMP boot speed. The VMM calls this after writing code into a running
         guest.
