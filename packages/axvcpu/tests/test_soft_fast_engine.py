@@ -319,23 +319,24 @@ def test_a_line_raised_from_another_thread_ends_the_slice(machines: list[SoftMac
 
 
 @pytest.mark.usefixtures("c_engine")
-def test_a_due_timer_is_entered_in_c_within_the_slice(machines: list[SoftMachine]) -> None:
-    m = build(
-        machines,
-        """
+def _timer_spinner(machines: list[SoftMachine], *, mie: bool) -> SoftMachine:
+    """M mode with MTIE set (and mstatus.MIE if ``mie``), spinning on a4; M_HANDLER takes traps."""
+    enable = "csrsi mstatus, MSTATUS_MIE" if mie else "nop  # mstatus.MIE stays clear"
+    program = f"""
         la t0, mtrap
         csrw mtvec, t0
         li t0, 0x80
         csrs mie, t0              # MTIE
-        csrsi mstatus, MSTATUS_MIE
+        {enable}
     spin:
         addi a4, a4, 1
         j spin
         """
-        + M_HANDLER,
-        engine="c",
-        slice_instructions=NO_BOUND,
-    )
+    return build(machines, program + M_HANDLER, engine="c", slice_instructions=NO_BOUND)
+
+
+def test_a_due_timer_is_entered_in_c_within_the_slice(machines: list[SoftMachine]) -> None:
+    m = _timer_spinner(machines, mie=True)
     m.backend.set_mtimecmp(0, m.backend.mtime() + 2_000)  # 200 us ahead
     assert m.vcpu.run() == Halt()  # one slice: the deadline did not end it, the handler's wfi did
     assert m.reg("a1") == INT | 7
@@ -345,21 +346,7 @@ def test_a_due_timer_is_entered_in_c_within_the_slice(machines: list[SoftMachine
 
 
 def test_a_timer_masked_in_m_mode_ends_the_slice_without_entering(machines: list[SoftMachine]) -> None:
-    m = build(
-        machines,
-        """
-        la t0, mtrap
-        csrw mtvec, t0
-        li t0, 0x80
-        csrs mie, t0              # MTIE, but mstatus.MIE stays clear
-    spin:
-        addi a4, a4, 1
-        j spin
-        """
-        + M_HANDLER,
-        engine="c",
-        slice_instructions=NO_BOUND,
-    )
+    m = _timer_spinner(machines, mie=False)
     m.backend.set_mtimecmp(0, m.backend.mtime() + 2_000)
     assert m.vcpu.run() == Nothing()  # ended by the deadline: nothing else can end it
     assert m.reg("a1") == 0

@@ -71,12 +71,10 @@ typedef struct axv_hart {
     uint32_t countdown;
     int32_t stop_reason;
     int32_t ecall_mode;         /* 0: every ecall to Python; 1: in C unless it matches watch[] */
-    int32_t timer_entry;        /* 1: axv_run enters a due machine timer interrupt; 0: ends the slice */
     uint32_t n_watch;
     uint64_t watch[8][3];       /* (priv, a7, a6 or AXV_ANY): ecalls the observer must see */
     uint64_t time_reads;
     uint64_t ecalls;
-    uint64_t new_blocks;
     uint64_t alias_flushes;     /* TLB flushes axv_new_block_hook made */
     int32_t paged_entries;      /* the TLB may hold entries filled with paging on */
     uint64_t timer_entries;
@@ -266,7 +264,7 @@ int axv_run(axv_hart *h, void *uc, uint64_t begin, uint64_t until)
     for (;;) {
         int err = h->fns.emu_start(uc, begin, until, 0, 0);
         int done;
-        if (err != 0 || h->stop_reason != AXV_STOP_TIMER || !h->timer_entry || h->event)
+        if (err != 0 || h->stop_reason != AXV_STOP_TIMER || h->event)
             return err;
         done = axv_enter_timer(h, uc, &begin);
         if (done == AXV_TIMER_PYTHON)
@@ -341,7 +339,6 @@ static void axv_new_block_hook(void *uc, void *cur_tb, void *prev_tb, void *user
     int paged;
     (void)cur_tb;
     (void)prev_tb;
-    h->new_blocks++;
     paged = h->fns.reg_read_batch(uc, regs, vals, 2) != 0 || (priv & 3) == 0 || (satp >> 60) != 0;
     if (!paged && !h->paged_entries)
         return;

@@ -51,12 +51,10 @@ typedef struct axv_hart {
     uint32_t countdown;
     int32_t stop_reason;
     int32_t ecall_mode;
-    int32_t timer_entry;
     uint32_t n_watch;
     uint64_t watch[8][3];
     uint64_t time_reads;
     uint64_t ecalls;
-    uint64_t new_blocks;
     uint64_t alias_flushes;
     int32_t paged_entries;
     uint64_t timer_entries;

@@ -103,7 +103,6 @@ class FastHart:
             setattr(h.fns, field, address)
         h.mtimecmp = NO_TIMER
         h.check_every = CHECK_EVERY
-        h.timer_entry = 1
         self._callback = _INTR_CB(self._on_fallback)  # kept referenced: C holds its address
         h.fallback = ffi.cast("void *", ctypes.cast(self._callback, ctypes.c_void_p).value or 0)
         self._h = h
