@@ -72,6 +72,7 @@ class BareBackend:
 def test_each_backend_declares_what_it_has() -> None:
     bare = BackendCapabilities.of(BareBackend())
     assert (bare.irq_lines, bare.hart_lines, bare.clock, bare.inline_mmio) == (None, None, None, None)
+    assert bare.mtimecmp_writes is None
     scripted = ScriptedBackend()
     assert BackendCapabilities.of(scripted).irq_lines is scripted
     soft = SoftRiscvBackend(1)
@@ -79,6 +80,7 @@ def test_each_backend_declares_what_it_has() -> None:
         caps = BackendCapabilities.of(soft)
         assert caps.irq_lines is None  # no numbered lines: the PLIC is a device, driven by hart lines
         assert caps.hart_lines is soft and caps.clock is soft and caps.inline_mmio is soft
+        assert caps.mtimecmp_writes is soft
     finally:
         soft.close()
 

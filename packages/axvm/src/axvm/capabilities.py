@@ -69,6 +69,16 @@ class InlineMmio(Protocol):
 
 
 @runtime_checkable
+class MtimecmpWrites(Protocol):
+    """The backend takes each hart's writes to its own mtimecmp (8 bytes per hart from
+    ``base``, the CLINT's layout) in the CPU engine and replays the last value to the MMIO
+    handler before the device can be read (the soft riscv backend's C engine): a Linux boot
+    writes mtimecmp thousands of times."""
+
+    def serve_mtimecmp_writes(self, base: int) -> None: ...
+
+
+@runtime_checkable
 class EcallHook(Protocol):
     """The backend tells an observer of every guest ecall, which answers whether every hart must
     drop its translated code (axvcpu's ``EcallObserver``): the riscv machine installs the one
@@ -133,6 +143,7 @@ class BackendCapabilities:
     arm_cpu_lines: ArmCpuLines | None = None
     write_events: WriteEvents | None = None
     quiet_ports: QuietPorts | None = None
+    mtimecmp_writes: MtimecmpWrites | None = None
 
     @classmethod
     def of(cls, backend: VmBackend) -> BackendCapabilities:
@@ -146,6 +157,7 @@ class BackendCapabilities:
             arm_cpu_lines=backend if isinstance(backend, ArmCpuLines) else None,
             write_events=backend if isinstance(backend, WriteEvents) else None,
             quiet_ports=backend if isinstance(backend, QuietPorts) else None,
+            mtimecmp_writes=backend if isinstance(backend, MtimecmpWrites) else None,
         )
 
     def need_irq_lines(self, who: str) -> IrqLines:

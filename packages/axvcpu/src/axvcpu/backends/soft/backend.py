@@ -144,6 +144,17 @@ class SoftRiscvBackend:
             for vcpu in self._vcpus.values():
                 vcpu.set_mmio_windows(windows)
 
+    def serve_mtimecmp_writes(self, base: int) -> None:
+        """Take the guest's writes to each hart's own mtimecmp (8 bytes per hart from ``base``,
+        the CLINT's layout) in the C engine, without a Python call each. The hart replays the
+        last value to the MMIO handler (an 8-byte write) at the end of its slice, before the
+        handler sees any other access to that window and before Python takes a trap, so the
+        device reads back what the hart runs with. No effect on the Python engine."""
+        with self._lock:
+            self._context.mtimecmp_base = base
+            for vcpu in self._vcpus.values():
+                vcpu.set_mmio_windows(self._windows)
+
     def set_ecall_observer(self, observer: EcallObserver | None) -> None:
         """Tell ``observer`` of every guest ecall (None: no one); when it answers True, every hart
         drops its translated code. The riscv machine installs the SBI-aware one, ``SbiCodeFence``."""

@@ -21,6 +21,10 @@ typedef int (*axv_hook_add_fn)(void *uc, size_t *hh, int type, void *cb, void *u
                                uint64_t end, ...);
 typedef void (*axv_intr_fn)(void *uc, uint32_t intno, void *user);
 typedef int (*axv_ctl_fn)(void *uc, int control, ...);
+typedef uint64_t (*axv_mmio_read_fn)(void *uc, uint64_t offset, unsigned size, void *user);
+typedef void (*axv_mmio_write_fn)(void *uc, uint64_t offset, unsigned size, uint64_t value, void *user);
+typedef int (*axv_mmio_map_fn)(void *uc, uint64_t address, size_t size, axv_mmio_read_fn read, void *read_user,
+                               axv_mmio_write_fn write, void *write_user);
 
 #define AXV_UC_HOOK_INTR 1
 #define AXV_UC_HOOK_BLOCK 8
@@ -58,6 +62,7 @@ typedef struct axv_engine_fns {
     axv_hook_add_fn hook_add;
     axv_ctl_fn ctl;
     axv_emu_start_fn emu_start;
+    axv_mmio_map_fn mmio_map;
 } axv_engine_fns;
 
 typedef struct axv_hart {
@@ -80,6 +85,14 @@ typedef struct axv_hart {
     uint64_t timer_entries;
     axv_intr_fn fallback;       /* the Python handler, for every exception not done here */
     void *fallback_user;
+    /* The device window holding this hart's mtimecmp (the CLINT's), when axv_map_timer_window
+       mapped it: writes to that register are taken here and replayed to the device later. */
+    uint64_t cmp_offset;          /* the register's offset in the window */
+    uint64_t cmp_value;           /* its value (Python keeps it equal to the device's) */
+    volatile int32_t cmp_posted;  /* written here since Python last replayed it */
+    uint64_t cmp_writes;          /* guest writes taken here */
+    axv_mmio_read_fn window_read; /* the Python handler, for every other access in the window */
+    axv_mmio_write_fn window_write;
 } axv_hart;
 
 static int64_t axv_now_ns(void)
@@ -387,4 +400,56 @@ void axv_slice_begin(axv_hart *h, uint64_t blocks, int32_t timer_armed)
     h->countdown = h->check_every;
     h->timer_armed = timer_armed;
     h->stop_reason = 0;
+}
+
+/* MMIO read in the timer window: this hart's mtimecmp from cmp_value (8 bytes, or a 4-byte
+   half); anything else from the Python handler. */
+static uint64_t axv_timer_window_read(void *uc, uint64_t offset, unsigned size, void *user)
+{
+    axv_hart *h = user;
+    uint64_t at = offset - h->cmp_offset; /* huge when below the register */
+    if (size == 8 && at == 0)
+        return h->cmp_value;
+    if (size == 4 && (at == 0 || at == 4))
+        return (uint32_t)(h->cmp_value >> (8 * at));
+    return h->window_read(uc, offset, size, NULL);
+}
+
+/* MMIO write in the timer window: an aligned 8-byte or 4-byte write to this hart's mtimecmp
+   becomes its timer deadline at once (armed, as a Python write would arm it) and is posted for
+   Python to replay to the device (cmp_posted); anything else goes to the Python handler, which
+   replays a posted value first. A Linux boot writes mtimecmp thousands of times (every SBI
+   set_timer, in two halves), each a Python call otherwise. */
+static void axv_timer_window_write(void *uc, uint64_t offset, unsigned size, uint64_t value, void *user)
+{
+    axv_hart *h = user;
+    uint64_t at = offset - h->cmp_offset;
+    uint64_t v = h->cmp_value;
+    if (size == 8 && at == 0)
+        v = value;
+    else if (size == 4 && at == 0)
+        v = (v & 0xffffffff00000000ULL) | (value & 0xffffffffULL);
+    else if (size == 4 && at == 4)
+        v = (v & 0xffffffffULL) | (value << 32);
+    else {
+        h->window_write(uc, offset, size, value, NULL);
+        return;
+    }
+    h->cmp_value = v;
+    h->mtimecmp = v;
+    h->timer_armed = 1;
+    h->cmp_posted = 1;
+    h->cmp_writes++;
+}
+
+/* Map the device window [start, +size) on engine ``uc`` with this hart's mtimecmp at
+   ``cmp_offset`` in it served here and every other access by ``read``/``write`` (Python);
+   0 or unicorn's error number. */
+int axv_map_timer_window(axv_hart *h, void *uc, uint64_t start, uint64_t size, uint64_t cmp_offset, void *read,
+                         void *write)
+{
+    h->cmp_offset = cmp_offset;
+    h->window_read = (axv_mmio_read_fn)read;
+    h->window_write = (axv_mmio_write_fn)write;
+    return h->fns.mmio_map(uc, start, (size_t)size, axv_timer_window_read, h, axv_timer_window_write, h);
 }

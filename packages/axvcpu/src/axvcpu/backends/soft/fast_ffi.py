@@ -38,7 +38,7 @@ CDEF = r"""
 typedef struct axv_clock { int64_t t0_ns; int64_t paused_ns; int64_t ns_per_tick; } axv_clock;
 typedef struct axv_engine_fns {
     void *reg_read; void *reg_read_batch; void *reg_write_batch; void *emu_stop; void *vmem_read; void *hook_add;
-    void *ctl; void *emu_start;
+    void *ctl; void *emu_start; void *mmio_map;
 } axv_engine_fns;
 typedef struct axv_hart {
     const axv_clock *clock;
@@ -60,12 +60,20 @@ typedef struct axv_hart {
     uint64_t timer_entries;
     void *fallback;
     void *fallback_user;
+    uint64_t cmp_offset;
+    uint64_t cmp_value;
+    volatile int32_t cmp_posted;
+    uint64_t cmp_writes;
+    void *window_read;
+    void *window_write;
 } axv_hart;
 uint64_t axv_mtime(const axv_clock *clock);
 int axv_install(axv_hart *h, void *uc);
 int axv_run(axv_hart *h, void *uc, uint64_t begin, uint64_t until);
 void axv_slice_begin(axv_hart *h, uint64_t blocks, int32_t timer_armed);
 int axv_invalidate_pages(axv_hart *h, void *uc, const uint64_t *pages, size_t n);
+int axv_map_timer_window(axv_hart *h, void *uc, uint64_t start, uint64_t size, uint64_t cmp_offset, void *read,
+                         void *write);
 """
 
 
@@ -100,6 +108,7 @@ def engine_functions(ffi: Any) -> dict[str, Any]:
         "hook_add": "uc_hook_add",
         "ctl": "uc_ctl",
         "emu_start": "uc_emu_start",
+        "mmio_map": "uc_mmio_map",
     }
     return {
         field: ffi.cast("void *", ctypes.cast(getattr(uclib, name), ctypes.c_void_p).value or 0)

@@ -39,6 +39,10 @@ deadline is met that late at most, while clock_gettime stays off most blocks."""
 STOP_EVENT, STOP_BOUND, STOP_TIMER = 1, 2, 3
 _MAX_WATCH = 8
 _INTR_CB = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_uint32, ctypes.c_void_p)
+_MMIO_READ_CB = ctypes.CFUNCTYPE(ctypes.c_uint64, ctypes.c_void_p, ctypes.c_uint64, ctypes.c_uint, ctypes.c_void_p)
+_MMIO_WRITE_CB = ctypes.CFUNCTYPE(
+    None, ctypes.c_void_p, ctypes.c_uint64, ctypes.c_uint, ctypes.c_uint64, ctypes.c_void_p
+)
 _log = logging.getLogger(__name__)
 _warned = False
 
@@ -104,6 +108,7 @@ class FastHart:
         h.mtimecmp = NO_TIMER
         h.check_every = CHECK_EVERY
         self._callback = _INTR_CB(self._on_fallback)  # kept referenced: C holds its address
+        self._window_callbacks: tuple[Any, ...] = ()
         h.fallback = ffi.cast("void *", ctypes.cast(self._callback, ctypes.c_void_p).value or 0)
         self._h = h
         self._watching: object = object()  # the observer the watch table was built for
@@ -115,9 +120,12 @@ class FastHart:
         try:
             self._fallback(intno)
         except BaseException as error:  # never unwind through C: reported after the slice
-            if self.hook_error is None:
-                self.hook_error = error
-            self._h.event = 1  # and the slice ends at the next block
+            self._hook_failed(error)
+
+    def _hook_failed(self, error: BaseException) -> None:
+        if self.hook_error is None:
+            self.hook_error = error
+        self._h.event = 1  # and the slice ends at the next block
 
     # -- any thread ---------------------------------------------------------------------------
 
@@ -128,6 +136,7 @@ class FastHart:
     def set_mtimecmp(self, value: int) -> None:
         """A new compare value: armed, since firmware enables MTIE right after writing one."""
         self._h.mtimecmp = value
+        self._h.cmp_value = value
         self._h.timer_armed = 1
 
     # -- the hart's thread ----------------------------------------------------------------------
@@ -142,6 +151,54 @@ class FastHart:
             err = self._lib.axv_invalidate_pages(self._h, self._uc, self._ffi.new("uint64_t[]", pages), len(pages))
             if err:
                 raise RuntimeError(f"uc_ctl_remove_cache failed (unicorn error {err})")
+
+    def map_timer_window(
+        self,
+        start: int,
+        size: int,
+        cmp_offset: int,
+        read: Callable[[int, int], int],
+        write: Callable[[int, int, int], None],
+    ) -> None:
+        """Map the device window ``[start, +size)`` with this hart's mtimecmp, ``cmp_offset`` into
+        it, served in C (``take_posted_mtimecmp`` hands back what the guest wrote there) and
+        every other access by ``read(offset, size)`` / ``write(offset, size, value)``."""
+
+        def on_read(_uc: int | None, offset: int, size: int, _user: int | None) -> int:
+            try:
+                return read(offset, size)
+            except BaseException as error:  # never unwind through C: reported after the slice
+                self._hook_failed(error)
+                return 0
+
+        def on_write(_uc: int | None, offset: int, size: int, value: int, _user: int | None) -> None:
+            try:
+                write(offset, size, value)
+            except BaseException as error:
+                self._hook_failed(error)
+
+        self._window_callbacks = (_MMIO_READ_CB(on_read), _MMIO_WRITE_CB(on_write))  # C holds their addresses
+        read_ptr, write_ptr = (ctypes.cast(cb, ctypes.c_void_p).value or 0 for cb in self._window_callbacks)
+        ffi = self._ffi
+        err = self._lib.axv_map_timer_window(
+            self._h, self._uc, start, size, cmp_offset, ffi.cast("void *", read_ptr), ffi.cast("void *", write_ptr)
+        )
+        if err:
+            raise UcError(err)
+
+    def take_posted_mtimecmp(self) -> int | None:
+        """The mtimecmp value the guest wrote in C since the last call, to replay to the device;
+        None when it wrote none."""
+        h = self._h
+        if not h.cmp_posted:
+            return None
+        h.cmp_posted = 0
+        return int(h.cmp_value)
+
+    @property
+    def mtimecmp_writes(self) -> int:
+        """Guest writes to the hart's mtimecmp taken in C."""
+        return int(self._h.cmp_writes)
 
     def begin(self, blocks: int, timer_armed: bool) -> None:
         self._lib.axv_slice_begin(self._h, blocks, 1 if timer_armed else 0)

@@ -13,7 +13,8 @@ import graph has no cycle (tests/test_layering.py checks it). What lives here:
 - the code generation: bumped when the guest announces code other harts must see, compared
   by every hart between slices (a newer value drops its translations);
 - the ecall observer the machine installs (``EcallObserver``), which decides which ecalls
-  announce new code: the CPU model itself knows no firmware ABI.
+  announce new code: the CPU model itself knows no firmware ABI;
+- where the CLINT's mtimecmp registers are, when the C engine takes their writes.
 """
 
 from __future__ import annotations
@@ -165,6 +166,7 @@ class _Shared:
     code_generation: int = 0
     mmio_handler: MmioHandler | None = None
     ecall_observer: EcallObserver | None = None
+    mtimecmp_base: int | None = None
 
 
 class HartContext:
@@ -225,3 +227,13 @@ class HartContext:
     @ecall_observer.setter
     def ecall_observer(self, observer: EcallObserver | None) -> None:
         self._shared.ecall_observer = observer
+
+    @property
+    def mtimecmp_base(self) -> int | None:
+        """Where hart 0's mtimecmp is (8 bytes per hart, CLINT layout) when the C engine takes
+        the guest's writes to it; None: every access goes to the MMIO handler."""
+        return self._shared.mtimecmp_base
+
+    @mtimecmp_base.setter
+    def mtimecmp_base(self, base: int | None) -> None:
+        self._shared.mtimecmp_base = base

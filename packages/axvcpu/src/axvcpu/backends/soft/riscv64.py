@@ -249,6 +249,11 @@ class RiscvSoftVCpu(ArchVCpu):
         """rdtime instructions answered (in C and in Python)."""
         return self._time_reads + (self._fast.time_reads if self._fast is not None else 0)
 
+    @property
+    def mtimecmp_writes(self) -> int:
+        """Guest writes to this hart's mtimecmp taken in C (``SoftRiscvBackend.serve_mtimecmp_writes``)."""
+        return 0 if self._fast is None else self._fast.mtimecmp_writes
+
     def end_slice(self) -> None:
         """From any thread: the running slice of the C engine ends at its next block."""
         if self._fast is not None:
@@ -398,7 +403,7 @@ class RiscvSoftVCpu(ArchVCpu):
             try:
                 for start, size in windows:
                     try:
-                        self._uc.mmio_map(start, size, self._mmio_read, start, self._mmio_write, start)
+                        self._map_window(start, size)
                     except UcError as err:
                         raise ValueError(
                             f"MMIO window [{start:#x}, +{size:#x}) overlaps guest RAM or another window ({err})"
@@ -406,6 +411,37 @@ class RiscvSoftVCpu(ArchVCpu):
                     self._mmio_windows.append((start, size))
             finally:
                 self._hook_faults()
+
+    def _map_window(self, start: int, size: int) -> None:
+        """A window the MMIO handler serves. On the C engine the one holding this hart's
+        mtimecmp (``HartContext.mtimecmp_base``) takes the guest's writes to that register in C
+        (thousands per Linux boot, a Python call each otherwise); ``_replay_mtimecmp`` passes
+        them on to the device."""
+        base, fast = self._context.mtimecmp_base, self._fast
+        compare = None if base is None else base + 8 * self.hart
+        if fast is None or compare is None or not start <= compare <= start + size - 8:
+            self._uc.mmio_map(start, size, self._mmio_read, start, self._mmio_write, start)
+            return
+
+        def read(offset: int, size: int) -> int:
+            self._replay_mtimecmp()
+            return self._mmio_read(None, offset, size, start)
+
+        def write(offset: int, size: int, value: int) -> None:
+            self._replay_mtimecmp()
+            self._mmio_write(None, offset, size, value, start)
+
+        fast.map_timer_window(start, size, compare - start, read, write)
+
+    def _replay_mtimecmp(self) -> None:
+        """Write the mtimecmp value the guest wrote in C to the device (one 8-byte write), so
+        the CLINT reads back, and snapshots, what the hart runs with. Called at the end of each
+        slice (before the turn passes to another hart), before any other access to the window
+        and before a trap the Python handler takes."""
+        fast, base, handler = self._fast, self._context.mtimecmp_base, self._context.mmio_handler
+        value = None if fast is None else fast.take_posted_mtimecmp()
+        if value is not None and base is not None and handler is not None:
+            handler.write(base + 8 * self.hart, WIDTHS[8], value)
 
     def _mmio_read(self, _uc: Any, offset: int, size: int, base: int) -> int:
         width = WIDTHS.get(size)
@@ -446,6 +482,7 @@ class RiscvSoftVCpu(ArchVCpu):
             return self._on_stop_error(err)
         finally:
             self._slice_thread = None
+            self._replay_mtimecmp()
         self._raise_hook_error()
         if self._fail is not None:
             return FailEntry(0, self._fail)
@@ -465,6 +502,7 @@ class RiscvSoftVCpu(ArchVCpu):
 
     def _on_exception_c(self, intno: int) -> None:
         """What the C INTR hook leaves: the Python handler, as unicorn would have called it."""
+        self._replay_mtimecmp()
         self._on_exception(self._uc, intno, None)
 
     def _after_slice(self) -> AxVCpuExitReason:

@@ -30,6 +30,7 @@ from axdevice import (
     Uart16550,
     Uart16550Mmio,
 )
+from axdevice.clint import MTIMECMP_OFFSET
 from axdevice.types import EmuDeviceType
 from axvcpu.riscv_sbi import SbiCodeFence
 
@@ -101,6 +102,9 @@ class RiscvVirtMachine:
     def connect(self, target: BootTarget) -> None:
         """The runtime wiring, apart from boot data (a restored snapshot needs only this):
         device windows served inline, and the SBI-aware ecall observer."""
+        timer_writes = target.backend.mtimecmp_writes
+        if timer_writes is not None:  # before the windows are mapped: they are mapped once
+            timer_writes.serve_mtimecmp_writes(layout.CLINT.base + MTIMECMP_OFFSET)
         inline = target.backend.inline_mmio
         if inline is not None:
             inline.set_mmio_handler(target.devices.mmio_windows(), target.devices)
