@@ -146,9 +146,7 @@ class Uart16550:
         self._load(UartState())
 
     @classmethod
-    def from_state(
-        cls, state: UartState, irq: IrqLine, output: Callable[[bytes], object] | None = None
-    ) -> Uart16550:
+    def from_state(cls, state: UartState, irq: IrqLine, output: Callable[[bytes], object] | None = None) -> Uart16550:
         """A UART resumed from ``state``; ValueError if the state is not one a UART can be in.
 
         The new line is raised at once if the state has an enabled interrupt pending.
@@ -228,6 +226,30 @@ class Uart16550:
         self._lsr |= LSR_DR
         self._update_irq()
         return count
+
+    # -- polled transmit, served by a CPU engine (the soft riscv backend's C engine) ------------
+
+    def polled_tx_lsr(self) -> int:
+        """What LSR reads while the guest only polls LSR and writes THR, which then need not
+        reach this model one by one (``transmit`` takes the bytes); 0 when they must: the
+        divisor latch or loopback is on, THR-empty interrupts are enabled, or an overrun waits
+        to be read (reading LSR clears it)."""
+        if self._lcr & LCR_DLAB or self._mcr & MCR_LOOP or self._ier & IER_ETBEI or self._lsr & LSR_OE:
+            return 0
+        return self._lsr
+
+    def transmit(self, data: bytes) -> None:
+        """Bytes the guest wrote to THR while ``polled_tx_lsr`` allowed it: one write to the
+        output, and the state ``len(data)`` THR writes leave."""
+        if not data:
+            return
+        if self._output is not None:
+            try:
+                self._output(bytes(data))
+            except Exception:  # a failing sink loses the bytes, never the VMM
+                self.lost_output_bytes += len(data)
+        self._thr_pending = True
+        self._update_irq()
 
     # -- guest side -------------------------------------------------------------------------
 

@@ -78,6 +78,23 @@ class MtimecmpWrites(Protocol):
     def serve_mtimecmp_writes(self, base: int) -> None: ...
 
 
+class PolledUart(Protocol):
+    """A 16550 whose polled transmit a backend may serve (axdevice's Uart16550)."""
+
+    def polled_tx_lsr(self) -> int: ...
+
+    def transmit(self, data: bytes) -> None: ...
+
+
+@runtime_checkable
+class PolledUartTx(Protocol):
+    """The backend serves a 16550's LSR reads and THR writes in the CPU engine while the UART
+    allows it (``polled_tx_lsr``) and hands it the bytes in batches (the soft riscv backend's C
+    engine): firmware and Linux's console poll LSR before every byte."""
+
+    def serve_uart_tx(self, base: int, uart: PolledUart) -> None: ...
+
+
 @runtime_checkable
 class EcallHook(Protocol):
     """The backend tells an observer of every guest ecall, which answers whether every hart must
@@ -144,6 +161,7 @@ class BackendCapabilities:
     write_events: WriteEvents | None = None
     quiet_ports: QuietPorts | None = None
     mtimecmp_writes: MtimecmpWrites | None = None
+    polled_uart_tx: PolledUartTx | None = None
 
     @classmethod
     def of(cls, backend: VmBackend) -> BackendCapabilities:
@@ -158,6 +176,7 @@ class BackendCapabilities:
             write_events=backend if isinstance(backend, WriteEvents) else None,
             quiet_ports=backend if isinstance(backend, QuietPorts) else None,
             mtimecmp_writes=backend if isinstance(backend, MtimecmpWrites) else None,
+            polled_uart_tx=backend if isinstance(backend, PolledUartTx) else None,
         )
 
     def need_irq_lines(self, who: str) -> IrqLines:

@@ -25,7 +25,7 @@ import time
 from ...ecall import EcallObserver
 from .engine_ranges import page_windows
 from .fast_slice import FastClock, engine_choice
-from .hart_context import HartContext, MmioHandler, TurnLock
+from .hart_context import HartContext, MmioHandler, PolledUart, TurnLock
 from .riscv64 import RiscvSoftVCpu
 from .riscv_irq import MIP_BITS, HartInterrupts, HartLine
 from .stage2 import SoftStage2
@@ -152,6 +152,17 @@ class SoftRiscvBackend:
         device reads back what the hart runs with. No effect on the Python engine."""
         with self._lock:
             self._context.mtimecmp_base = base
+            for vcpu in self._vcpus.values():
+                vcpu.set_mmio_windows(self._windows)
+
+    def serve_uart_tx(self, base: int, uart: PolledUart) -> None:
+        """Serve the 16550 at ``base`` (byte registers) in the C engine while the guest only
+        polls LSR and writes THR and ``uart.polled_tx_lsr()`` allows it: firmware and Linux's
+        console cost two Python calls per byte otherwise. THR bytes reach ``uart.transmit`` at
+        each newline, from a full buffer, and at the end of the slice; every other access to
+        the window reaches the MMIO handler after them. No effect on the Python engine."""
+        with self._lock:
+            self._context.polled_uart = (base, uart)
             for vcpu in self._vcpus.values():
                 vcpu.set_mmio_windows(self._windows)
 

@@ -85,15 +85,34 @@ typedef struct axv_hart {
     uint64_t timer_entries;
     axv_intr_fn fallback;       /* the Python handler, for every exception not done here */
     void *fallback_user;
-    /* The device window holding this hart's mtimecmp (the CLINT's), when axv_map_timer_window
-       mapped it: writes to that register are taken here and replayed to the device later. */
-    uint64_t cmp_offset;          /* the register's offset in the window */
-    uint64_t cmp_value;           /* its value (Python keeps it equal to the device's) */
+    /* Device registers served here while Python allows (axv_map_window): this hart's mtimecmp
+       in the CLINT's window, the polled transmit side of a 16550 UART. */
+    uint64_t cmp_value;           /* the mtimecmp register (Python keeps it equal to the device's) */
     volatile int32_t cmp_posted;  /* written here since Python last replayed it */
-    uint64_t cmp_writes;          /* guest writes taken here */
-    axv_mmio_read_fn window_read; /* the Python handler, for every other access in the window */
-    axv_mmio_write_fn window_write;
+    uint64_t cmp_writes;          /* guest writes to it taken here */
+    volatile uint32_t uart_lsr;   /* what an LSR read answers; 0: every UART access goes to Python */
+    uint32_t uart_len;            /* bytes in uart_tx */
+    uint8_t uart_tx[256];         /* THR writes not yet handed to the device */
+    uint64_t uart_accesses;       /* LSR reads and THR writes taken here */
+    uint32_t uart_polls;          /* LSR reads answered here since one last went to Python */
+    void (*uart_flush)(void);     /* Python: hand uart_tx to the device */
 } axv_hart;
+
+/* One device window mapped by axv_map_window: the registers served here start ``reg`` bytes
+   into it; ``read``/``write`` (Python) serve every other access. */
+typedef struct axv_window {
+    axv_hart *hart;
+    uint64_t reg;
+    axv_mmio_read_fn read;
+    axv_mmio_write_fn write;
+} axv_window;
+
+#define AXV_WINDOW_TIMER 1
+#define AXV_WINDOW_UART 2
+#define AXV_UART_THR 0
+#define AXV_UART_LSR 5
+#define AXV_UART_RECHECK 1024 /* every so many LSR reads one goes to Python: input arriving while
+                                 the guest polls shows in LSR within ~100 us of guest polling */
 
 static int64_t axv_now_ns(void)
 {
@@ -404,15 +423,16 @@ void axv_slice_begin(axv_hart *h, uint64_t blocks, int32_t timer_armed)
 
 /* MMIO read in the timer window: this hart's mtimecmp from cmp_value (8 bytes, or a 4-byte
    half); anything else from the Python handler. */
-static uint64_t axv_timer_window_read(void *uc, uint64_t offset, unsigned size, void *user)
+static uint64_t axv_timer_read(void *uc, uint64_t offset, unsigned size, void *user)
 {
-    axv_hart *h = user;
-    uint64_t at = offset - h->cmp_offset; /* huge when below the register */
+    axv_window *w = user;
+    axv_hart *h = w->hart;
+    uint64_t at = offset - w->reg; /* huge when below the register */
     if (size == 8 && at == 0)
         return h->cmp_value;
     if (size == 4 && (at == 0 || at == 4))
         return (uint32_t)(h->cmp_value >> (8 * at));
-    return h->window_read(uc, offset, size, NULL);
+    return w->read(uc, offset, size, NULL);
 }
 
 /* MMIO write in the timer window: an aligned 8-byte or 4-byte write to this hart's mtimecmp
@@ -420,10 +440,11 @@ static uint64_t axv_timer_window_read(void *uc, uint64_t offset, unsigned size, 
    Python to replay to the device (cmp_posted); anything else goes to the Python handler, which
    replays a posted value first. A Linux boot writes mtimecmp thousands of times (every SBI
    set_timer, in two halves), each a Python call otherwise. */
-static void axv_timer_window_write(void *uc, uint64_t offset, unsigned size, uint64_t value, void *user)
+static void axv_timer_write(void *uc, uint64_t offset, unsigned size, uint64_t value, void *user)
 {
-    axv_hart *h = user;
-    uint64_t at = offset - h->cmp_offset;
+    axv_window *w = user;
+    axv_hart *h = w->hart;
+    uint64_t at = offset - w->reg;
     uint64_t v = h->cmp_value;
     if (size == 8 && at == 0)
         v = value;
@@ -432,7 +453,7 @@ static void axv_timer_window_write(void *uc, uint64_t offset, unsigned size, uin
     else if (size == 4 && at == 4)
         v = (v & 0xffffffffULL) | (value << 32);
     else {
-        h->window_write(uc, offset, size, value, NULL);
+        w->write(uc, offset, size, value, NULL);
         return;
     }
     h->cmp_value = v;
@@ -442,14 +463,47 @@ static void axv_timer_window_write(void *uc, uint64_t offset, unsigned size, uin
     h->cmp_writes++;
 }
 
-/* Map the device window [start, +size) on engine ``uc`` with this hart's mtimecmp at
-   ``cmp_offset`` in it served here and every other access by ``read``/``write`` (Python);
-   0 or unicorn's error number. */
-int axv_map_timer_window(axv_hart *h, void *uc, uint64_t start, uint64_t size, uint64_t cmp_offset, void *read,
-                         void *write)
+/* MMIO read in a UART window: while Python allows it (uart_lsr set), a byte read of LSR
+   answers uart_lsr, but every AXV_UART_RECHECK-th one; everything else goes to the Python
+   handler, which first hands the device the bytes collected here and decides again after.
+   Firmware and Linux's console poll LSR before every byte. */
+static uint64_t axv_uart_read(void *uc, uint64_t offset, unsigned size, void *user)
 {
-    h->cmp_offset = cmp_offset;
-    h->window_read = (axv_mmio_read_fn)read;
-    h->window_write = (axv_mmio_write_fn)write;
-    return h->fns.mmio_map(uc, start, (size_t)size, axv_timer_window_read, h, axv_timer_window_write, h);
+    axv_window *w = user;
+    axv_hart *h = w->hart;
+    uint32_t lsr = h->uart_lsr;
+    if (lsr && size == 1 && offset == w->reg + AXV_UART_LSR && ++h->uart_polls < AXV_UART_RECHECK) {
+        h->uart_accesses++;
+        return lsr;
+    }
+    h->uart_polls = 0;
+    return w->read(uc, offset, size, NULL);
+}
+
+/* MMIO write in a UART window: while Python allows it, a byte write of THR joins uart_tx,
+   handed to the device (uart_flush) at a newline, when full, and by Python at the end of the
+   slice; everything else goes to the Python handler. */
+static void axv_uart_write(void *uc, uint64_t offset, unsigned size, uint64_t value, void *user)
+{
+    axv_window *w = user;
+    axv_hart *h = w->hart;
+    if (h->uart_lsr && size == 1 && offset == w->reg + AXV_UART_THR) {
+        h->uart_tx[h->uart_len++] = (uint8_t)value;
+        h->uart_accesses++;
+        if (h->uart_len == sizeof(h->uart_tx) || value == '\n')
+            h->uart_flush();
+        return;
+    }
+    w->write(uc, offset, size, value, NULL);
+}
+
+/* Map the device window [start, +size) on engine ``uc`` with the registers of ``kind``
+   (AXV_WINDOW_TIMER, AXV_WINDOW_UART) ``w->reg`` bytes into it served here and every other
+   access by w->read/w->write; 0 or unicorn's error number. */
+int axv_map_window(axv_window *w, void *uc, uint64_t start, uint64_t size, int kind)
+{
+    axv_hart *h = w->hart;
+    if (kind == AXV_WINDOW_TIMER)
+        return h->fns.mmio_map(uc, start, (size_t)size, axv_timer_read, w, axv_timer_write, w);
+    return h->fns.mmio_map(uc, start, (size_t)size, axv_uart_read, w, axv_uart_write, w);
 }

@@ -60,20 +60,23 @@ typedef struct axv_hart {
     uint64_t timer_entries;
     void *fallback;
     void *fallback_user;
-    uint64_t cmp_offset;
     uint64_t cmp_value;
     volatile int32_t cmp_posted;
     uint64_t cmp_writes;
-    void *window_read;
-    void *window_write;
+    volatile uint32_t uart_lsr;
+    uint32_t uart_len;
+    uint8_t uart_tx[256];
+    uint64_t uart_accesses;
+    uint32_t uart_polls;
+    void *uart_flush;
 } axv_hart;
+typedef struct axv_window { axv_hart *hart; uint64_t reg; void *read; void *write; } axv_window;
 uint64_t axv_mtime(const axv_clock *clock);
 int axv_install(axv_hart *h, void *uc);
 int axv_run(axv_hart *h, void *uc, uint64_t begin, uint64_t until);
 void axv_slice_begin(axv_hart *h, uint64_t blocks, int32_t timer_armed);
 int axv_invalidate_pages(axv_hart *h, void *uc, const uint64_t *pages, size_t n);
-int axv_map_timer_window(axv_hart *h, void *uc, uint64_t start, uint64_t size, uint64_t cmp_offset, void *read,
-                         void *write);
+int axv_map_window(axv_window *w, void *uc, uint64_t start, uint64_t size, int kind);
 """
 
 

@@ -37,8 +37,11 @@ CHECK_EVERY = 64
 deadline is met that late at most, while clock_gettime stays off most blocks."""
 
 STOP_EVENT, STOP_BOUND, STOP_TIMER = 1, 2, 3
+WINDOW_TIMER, WINDOW_UART = 1, 2
+"""``FastHart.map_window`` kinds (fast_engine.c's AXV_WINDOW_*)."""
 _MAX_WATCH = 8
 _INTR_CB = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_uint32, ctypes.c_void_p)
+_VOID_CB = ctypes.CFUNCTYPE(None)
 _MMIO_READ_CB = ctypes.CFUNCTYPE(ctypes.c_uint64, ctypes.c_void_p, ctypes.c_uint64, ctypes.c_uint, ctypes.c_void_p)
 _MMIO_WRITE_CB = ctypes.CFUNCTYPE(
     None, ctypes.c_void_p, ctypes.c_uint64, ctypes.c_uint, ctypes.c_uint64, ctypes.c_void_p
@@ -108,7 +111,10 @@ class FastHart:
         h.mtimecmp = NO_TIMER
         h.check_every = CHECK_EVERY
         self._callback = _INTR_CB(self._on_fallback)  # kept referenced: C holds its address
-        self._window_callbacks: tuple[Any, ...] = ()
+        self._windows: dict[int, tuple[Any, tuple[Any, ...]]] = {}
+        self._uart_sink: Callable[[bytes], None] | None = None
+        self._flush_callback = _VOID_CB(self._on_uart_flush)
+        h.uart_flush = ffi.cast("void *", ctypes.cast(self._flush_callback, ctypes.c_void_p).value or 0)
         h.fallback = ffi.cast("void *", ctypes.cast(self._callback, ctypes.c_void_p).value or 0)
         self._h = h
         self._watching: object = object()  # the observer the watch table was built for
@@ -152,17 +158,18 @@ class FastHart:
             if err:
                 raise RuntimeError(f"uc_ctl_remove_cache failed (unicorn error {err})")
 
-    def map_timer_window(
+    def map_window(
         self,
+        kind: int,
         start: int,
         size: int,
-        cmp_offset: int,
+        reg: int,
         read: Callable[[int, int], int],
         write: Callable[[int, int, int], None],
     ) -> None:
-        """Map the device window ``[start, +size)`` with this hart's mtimecmp, ``cmp_offset`` into
-        it, served in C (``take_posted_mtimecmp`` hands back what the guest wrote there) and
-        every other access by ``read(offset, size)`` / ``write(offset, size, value)``."""
+        """Map the device window ``[start, +size)`` with the registers of ``kind`` (WINDOW_TIMER:
+        this hart's mtimecmp; WINDOW_UART: a 16550's LSR and THR) ``reg`` bytes into it served
+        in C, and every other access by ``read(offset, size)`` / ``write(offset, size, value)``."""
 
         def on_read(_uc: int | None, offset: int, size: int, _user: int | None) -> int:
             try:
@@ -177,14 +184,22 @@ class FastHart:
             except BaseException as error:
                 self._hook_failed(error)
 
-        self._window_callbacks = (_MMIO_READ_CB(on_read), _MMIO_WRITE_CB(on_write))  # C holds their addresses
-        read_ptr, write_ptr = (ctypes.cast(cb, ctypes.c_void_p).value or 0 for cb in self._window_callbacks)
+        callbacks = (_MMIO_READ_CB(on_read), _MMIO_WRITE_CB(on_write))
         ffi = self._ffi
-        err = self._lib.axv_map_timer_window(
-            self._h, self._uc, start, size, cmp_offset, ffi.cast("void *", read_ptr), ffi.cast("void *", write_ptr)
+        window = ffi.new("axv_window *")
+        window.hart = self._h
+        window.reg = reg
+        window.read, window.write = (
+            ffi.cast("void *", ctypes.cast(cb, ctypes.c_void_p).value or 0) for cb in callbacks
         )
+        err = self._lib.axv_map_window(window, self._uc, start, size, kind)
         if err:
             raise UcError(err)
+        self._windows[start] = (window, callbacks)  # C holds their addresses while mapped
+
+    def unmapped_window(self, start: int) -> None:
+        """The window at ``start`` is unmapped: its callbacks may go."""
+        self._windows.pop(start, None)
 
     def take_posted_mtimecmp(self) -> int | None:
         """The mtimecmp value the guest wrote in C since the last call, to replay to the device;
@@ -199,6 +214,37 @@ class FastHart:
     def mtimecmp_writes(self) -> int:
         """Guest writes to the hart's mtimecmp taken in C."""
         return int(self._h.cmp_writes)
+
+    def set_uart_sink(self, sink: Callable[[bytes], None]) -> None:
+        """Where the THR bytes collected in C go when C hands them over (a newline, a full
+        buffer); ``take_uart_tx`` hands over the rest."""
+        self._uart_sink = sink
+
+    def take_uart_tx(self) -> bytes:
+        """The THR bytes collected in C since the last call."""
+        h = self._h
+        if not h.uart_len:
+            return b""
+        data = bytes(self._ffi.buffer(h.uart_tx, h.uart_len))
+        h.uart_len = 0
+        return data
+
+    def allow_uart(self, lsr: int) -> None:
+        """Serve LSR reads (answering ``lsr``) and THR writes in C; 0: send them to Python."""
+        self._h.uart_lsr = lsr
+
+    @property
+    def uart_accesses(self) -> int:
+        """UART LSR reads and THR writes taken in C."""
+        return int(self._h.uart_accesses)
+
+    def _on_uart_flush(self) -> None:
+        try:
+            data = self.take_uart_tx()
+            if data and self._uart_sink is not None:
+                self._uart_sink(data)
+        except BaseException as error:  # never unwind through C: reported after the slice
+            self._hook_failed(error)
 
     def begin(self, blocks: int, timer_armed: bool) -> None:
         self._lib.axv_slice_begin(self._h, blocks, 1 if timer_armed else 0)

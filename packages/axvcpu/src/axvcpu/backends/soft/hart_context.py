@@ -14,7 +14,8 @@ import graph has no cycle (tests/test_layering.py checks it). What lives here:
   by every hart between slices (a newer value drops its translations);
 - the ecall observer the machine installs (``EcallObserver``), which decides which ecalls
   announce new code: the CPU model itself knows no firmware ABI;
-- where the CLINT's mtimecmp registers are, when the C engine takes their writes.
+- where the CLINT's mtimecmp registers are, when the C engine takes their writes, and the
+  UART whose polled transmit it serves.
 """
 
 from __future__ import annotations
@@ -37,6 +38,19 @@ class MmioHandler(Protocol):
     def read(self, addr: int, width: AccessWidth) -> int: ...
 
     def write(self, addr: int, width: AccessWidth, value: int) -> None: ...
+
+
+class PolledUart(Protocol):
+    """A 16550 UART whose polled transmit the C engine may serve (axdevice's Uart16550)."""
+
+    def polled_tx_lsr(self) -> int:
+        """What LSR reads while the guest only polls LSR and writes THR; 0 when those accesses
+        must reach the UART (interrupt-driven transmit, loopback, divisor latch, an overrun)."""
+        ...
+
+    def transmit(self, data: bytes) -> None:
+        """THR writes of ``data``, in order, while ``polled_tx_lsr`` allowed them."""
+        ...
 
 
 class TurnLock:
@@ -167,6 +181,7 @@ class _Shared:
     mmio_handler: MmioHandler | None = None
     ecall_observer: EcallObserver | None = None
     mtimecmp_base: int | None = None
+    polled_uart: tuple[int, PolledUart] | None = None
 
 
 class HartContext:
@@ -237,3 +252,12 @@ class HartContext:
     @mtimecmp_base.setter
     def mtimecmp_base(self, base: int | None) -> None:
         self._shared.mtimecmp_base = base
+
+    @property
+    def polled_uart(self) -> tuple[int, PolledUart] | None:
+        """(base, UART) when the C engine serves that UART's polled LSR reads and THR writes."""
+        return self._shared.polled_uart
+
+    @polled_uart.setter
+    def polled_uart(self, uart: tuple[int, PolledUart] | None) -> None:
+        self._shared.polled_uart = uart

@@ -50,7 +50,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -94,7 +94,7 @@ from ...exits import AxVCpuExitReason, FailEntry, Halt, Hypercall, MmioRead, Mmi
 from ...riscv_sbi import EID_HVC
 from . import code_buffer, riscv_state
 from .engine_ranges import CodeRanges, hook_gaps, pages_within
-from .fast_slice import FastClock, FastHart
+from .fast_slice import WINDOW_TIMER, WINDOW_UART, FastClock, FastHart
 from .hart_context import NO_TURNS, HartContext
 from .riscv_decode import WFI, is_ebreak
 from .riscv_fault import (
@@ -250,6 +250,11 @@ class RiscvSoftVCpu(ArchVCpu):
         return self._time_reads + (self._fast.time_reads if self._fast is not None else 0)
 
     @property
+    def uart_accesses(self) -> int:
+        """UART LSR reads and THR writes taken in C (``SoftRiscvBackend.serve_uart_tx``)."""
+        return 0 if self._fast is None else self._fast.uart_accesses
+
+    @property
     def mtimecmp_writes(self) -> int:
         """Guest writes to this hart's mtimecmp taken in C (``SoftRiscvBackend.serve_mtimecmp_writes``)."""
         return 0 if self._fast is None else self._fast.mtimecmp_writes
@@ -399,6 +404,8 @@ class RiscvSoftVCpu(ArchVCpu):
         with self.engine_lock:
             for start, size in self._mmio_windows:
                 self._uc.mem_unmap(start, size)
+                if self._fast is not None:
+                    self._fast.unmapped_window(start)
             self._mmio_windows = []
             try:
                 for start, size in windows:
@@ -413,25 +420,53 @@ class RiscvSoftVCpu(ArchVCpu):
                 self._hook_faults()
 
     def _map_window(self, start: int, size: int) -> None:
-        """A window the MMIO handler serves. On the C engine the one holding this hart's
-        mtimecmp (``HartContext.mtimecmp_base``) takes the guest's writes to that register in C
-        (thousands per Linux boot, a Python call each otherwise); ``_replay_mtimecmp`` passes
-        them on to the device."""
-        base, fast = self._context.mtimecmp_base, self._fast
+        """A window the MMIO handler serves. On the C engine, registers the guest hits
+        thousands of times per boot are served in C where the window holds them: this hart's
+        mtimecmp (``HartContext.mtimecmp_base``; ``_replay_mtimecmp`` passes the writes on) and
+        the polled transmit side of the UART (``HartContext.polled_uart``; ``_sync_uart``)."""
+        fast, context = self._fast, self._context
+        base, uart = context.mtimecmp_base, context.polled_uart
         compare = None if base is None else base + 8 * self.hart
-        if fast is None or compare is None or not start <= compare <= start + size - 8:
+        if fast is not None and compare is not None and start <= compare <= start + size - 8:
+            sync: Callable[[], None] = self._replay_mtimecmp
+            fast.map_window(WINDOW_TIMER, start, size, compare - start, *self._window_handlers(start, sync))
+        elif fast is not None and uart is not None and start <= uart[0] <= start + size - 8:
+            fast.set_uart_sink(uart[1].transmit)
+            fast.map_window(WINDOW_UART, start, size, uart[0] - start, *self._window_handlers(start, self._sync_uart))
+        else:
             self._uc.mmio_map(start, size, self._mmio_read, start, self._mmio_write, start)
-            return
+
+    def _window_handlers(
+        self, start: int, sync: Callable[[], None]
+    ) -> tuple[Callable[[int, int], int], Callable[[int, int, int], None]]:
+        """The Python side of a window served partly in C: ``sync`` brings the device up to
+        date before the access and again after it."""
 
         def read(offset: int, size: int) -> int:
-            self._replay_mtimecmp()
-            return self._mmio_read(None, offset, size, start)
+            sync()
+            value = self._mmio_read(None, offset, size, start)
+            sync()
+            return value
 
         def write(offset: int, size: int, value: int) -> None:
-            self._replay_mtimecmp()
+            sync()
             self._mmio_write(None, offset, size, value, start)
+            sync()
 
-        fast.map_timer_window(start, size, compare - start, read, write)
+        return read, write
+
+    def _sync_uart(self) -> None:
+        """Hand the UART the bytes the guest wrote to THR in C, then let C serve LSR and THR
+        again only if the UART says polling may bypass it now (``polled_tx_lsr``). Called at the
+        start and end of each slice and around every other access to the UART's window; input
+        arriving meanwhile shows in LSR from the next call on."""
+        fast, uart = self._fast, self._context.polled_uart
+        if fast is None or uart is None:
+            return
+        data = fast.take_uart_tx()
+        if data:
+            uart[1].transmit(data)
+        fast.allow_uart(uart[1].polled_tx_lsr())
 
     def _replay_mtimecmp(self) -> None:
         """Write the mtimecmp value the guest wrote in C to the device (one 8-byte write), so
@@ -475,6 +510,7 @@ class RiscvSoftVCpu(ArchVCpu):
             if fast is None:
                 self._uc.emu_start(pc, _UNTIL, count=self._slice)
             else:
+                self._sync_uart()
                 fast.begin(self._slice_blocks, self._irqs.mtimecmp != MTIMECMP_RESET)
                 fast.run(pc, _UNTIL)
         except UcError as err:
@@ -483,6 +519,7 @@ class RiscvSoftVCpu(ArchVCpu):
         finally:
             self._slice_thread = None
             self._replay_mtimecmp()
+            self._sync_uart()
         self._raise_hook_error()
         if self._fail is not None:
             return FailEntry(0, self._fail)

@@ -36,7 +36,7 @@ from axvcpu.riscv_sbi import SbiCodeFence
 
 from ...capabilities import MachineClock
 from ...config import Arch, AxVMCrateConfig, BootProtocol
-from ...device_manager import BusKind
+from ...device_manager import BusKind, DeviceManager
 from ...devices import BuiltDevice, DeviceContext
 from ...machine import BootArea, BootPlan, BootTarget
 from . import layout
@@ -47,6 +47,23 @@ DTB_RESERVE = 0x20_0000
 initrd, where QEMU puts it too."""
 FW_DYNAMIC_INFO_GAP = 0x1000
 """fw_dynamic_info sits one page below the device tree."""
+
+
+class _LockedUart:
+    """The UART's polled-transmit side as the backend calls it, under the device manager's
+    lock like every other access to a device (a console thread feeds the same UART)."""
+
+    def __init__(self, uart: Uart16550, devices: DeviceManager) -> None:
+        self._uart = uart
+        self._devices = devices
+
+    def polled_tx_lsr(self) -> int:
+        with self._devices.lock:
+            return self._uart.polled_tx_lsr()
+
+    def transmit(self, data: bytes) -> None:
+        with self._devices.lock:
+            self._uart.transmit(data)
 
 
 class RiscvVirtMachine:
@@ -105,6 +122,10 @@ class RiscvVirtMachine:
         timer_writes = target.backend.mtimecmp_writes
         if timer_writes is not None:  # before the windows are mapped: they are mapped once
             timer_writes.serve_mtimecmp_writes(layout.CLINT.base + MTIMECMP_OFFSET)
+        uart_tx = target.backend.polled_uart_tx
+        console = target.devices.bus(BusKind.MMIO).find(layout.UART0.base)  # the config may place its own
+        if uart_tx is not None and isinstance(console, Uart16550Mmio) and console.reg_shift == 0:
+            uart_tx.serve_uart_tx(console.base, _LockedUart(console.uart, target.devices))
         inline = target.backend.inline_mmio
         if inline is not None:
             inline.set_mmio_handler(target.devices.mmio_windows(), target.devices)
