@@ -216,18 +216,17 @@ class FastHart:
         return int(self._h.cmp_writes)
 
     def set_uart_sink(self, sink: Callable[[bytes], None]) -> None:
-        """Where the THR bytes collected in C go when C hands them over (a newline, a full
-        buffer); ``take_uart_tx`` hands over the rest."""
+        """Where the THR bytes collected in C go: handed over by C at a newline or a full
+        buffer, and by ``flush_uart``."""
         self._uart_sink = sink
 
-    def take_uart_tx(self) -> bytes:
-        """The THR bytes collected in C since the last call."""
+    def flush_uart(self) -> None:
+        """Hand the sink the THR bytes collected in C since the last hand-over."""
         h = self._h
-        if not h.uart_len:
-            return b""
-        data = bytes(self._ffi.buffer(h.uart_tx, h.uart_len))
-        h.uart_len = 0
-        return data
+        if h.uart_len and self._uart_sink is not None:
+            data = bytes(self._ffi.buffer(h.uart_tx, h.uart_len))
+            h.uart_len = 0
+            self._uart_sink(data)
 
     def allow_uart(self, lsr: int) -> None:
         """Serve LSR reads (answering ``lsr``) and THR writes in C; 0: send them to Python."""
@@ -240,9 +239,7 @@ class FastHart:
 
     def _on_uart_flush(self) -> None:
         try:
-            data = self.take_uart_tx()
-            if data and self._uart_sink is not None:
-                self._uart_sink(data)
+            self.flush_uart()
         except BaseException as error:  # never unwind through C: reported after the slice
             self._hook_failed(error)
 

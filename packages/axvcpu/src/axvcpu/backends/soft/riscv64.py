@@ -428,8 +428,8 @@ class RiscvSoftVCpu(ArchVCpu):
         base, uart = context.mtimecmp_base, context.polled_uart
         compare = None if base is None else base + 8 * self.hart
         if fast is not None and compare is not None and start <= compare <= start + size - 8:
-            sync: Callable[[], None] = self._replay_mtimecmp
-            fast.map_window(WINDOW_TIMER, start, size, compare - start, *self._window_handlers(start, sync))
+            handlers = self._window_handlers(start, self._replay_mtimecmp)
+            fast.map_window(WINDOW_TIMER, start, size, compare - start, *handlers)
         elif fast is not None and uart is not None and start <= uart[0] <= start + size - 8:
             fast.set_uart_sink(uart[1].transmit)
             fast.map_window(WINDOW_UART, start, size, uart[0] - start, *self._window_handlers(start, self._sync_uart))
@@ -457,16 +457,14 @@ class RiscvSoftVCpu(ArchVCpu):
 
     def _sync_uart(self) -> None:
         """Hand the UART the bytes the guest wrote to THR in C, then let C serve LSR and THR
-        again only if the UART says polling may bypass it now (``polled_tx_lsr``). Called at the
-        start and end of each slice and around every other access to the UART's window; input
-        arriving meanwhile shows in LSR from the next call on."""
+        only if the UART says polling may bypass it now (``polled_tx_lsr``). Called at the
+        start of each slice and around every other access to the UART's window (the end of a
+        slice only hands the bytes over); input arriving meanwhile shows in LSR from the next
+        call on, or at the next LSR read C sends to Python."""
         fast, uart = self._fast, self._context.polled_uart
-        if fast is None or uart is None:
-            return
-        data = fast.take_uart_tx()
-        if data:
-            uart[1].transmit(data)
-        fast.allow_uart(uart[1].polled_tx_lsr())
+        if fast is not None and uart is not None:
+            fast.flush_uart()
+            fast.allow_uart(uart[1].polled_tx_lsr())
 
     def _replay_mtimecmp(self) -> None:
         """Write the mtimecmp value the guest wrote in C to the device (one 8-byte write), so
@@ -519,7 +517,8 @@ class RiscvSoftVCpu(ArchVCpu):
         finally:
             self._slice_thread = None
             self._replay_mtimecmp()
-            self._sync_uart()
+            if fast is not None:
+                fast.flush_uart()
         self._raise_hook_error()
         if self._fail is not None:
             return FailEntry(0, self._fail)
