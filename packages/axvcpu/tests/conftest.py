@@ -11,11 +11,16 @@ from __future__ import annotations
 import os
 import shlex
 import sysconfig
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import pytest
 from hypothesis import HealthCheck, settings
 
 from .host_tools import require
+
+if TYPE_CHECKING:
+    from .soft_machine import SoftMachine
 
 settings.register_profile(
     "ci", derandomize=True, database=None, deadline=None, print_blob=True, suppress_health_check=[HealthCheck.too_slow]
@@ -52,3 +57,12 @@ def soft_engine_available() -> None:
     """Skip (or fail, where AXVISOR_REQUIRE_TOOLS says) where the C engine's compiler is absent."""
     compiler = (shlex.split(os.environ.get("CC") or sysconfig.get_config_var("CC") or "gcc") or ["gcc"])[0]
     require(compiler, why="the soft CPU's C engine is compiled at first use")
+
+
+@pytest.fixture
+def machines() -> Iterator[list[SoftMachine]]:
+    """Soft riscv machines a test builds (append them): closed after the test."""
+    made: list[SoftMachine] = []
+    yield made
+    for machine in made:
+        machine.close()

@@ -112,3 +112,10 @@ class SoftMachine:
     def close(self) -> None:
         self.backend.close()
         self.memory.close()
+
+
+def build(machines: list[SoftMachine], source: str, **kwargs: object) -> SoftMachine:
+    """A SoftMachine added to ``machines`` (the ``machines`` fixture closes them)."""
+    machine = SoftMachine(source, **kwargs)  # type: ignore[arg-type]
+    machines.append(machine)
+    return machine

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 
 import pytest
 
@@ -13,7 +12,7 @@ from axvcpu import Halt, Nothing
 from axvcpu.backends.soft.engine_ranges import FLUSH_ALL_PAGES, CodeRanges, hook_gaps, pages_within
 
 from .riscv_asm import RAM_BASE, encode, requires_riscv_toolchain
-from .soft_machine import SoftMachine
+from .soft_machine import SoftMachine, build
 
 INT = 1 << 63
 LAST = (1 << 64) - 1
@@ -88,20 +87,6 @@ def engine(request: pytest.FixtureRequest) -> str:
 
         soft_engine_available()
     return str(request.param)
-
-
-@pytest.fixture
-def machines() -> Iterator[list[SoftMachine]]:
-    made: list[SoftMachine] = []
-    yield made
-    for machine in made:
-        machine.close()
-
-
-def build(machines: list[SoftMachine], source: str, **kwargs: object) -> SoftMachine:
-    machine = SoftMachine(source, **kwargs)  # type: ignore[arg-type]
-    machines.append(machine)
-    return machine
 
 
 def test_code_written_through_guest_memory_is_retranslated(machines: list[SoftMachine], engine: str) -> None:

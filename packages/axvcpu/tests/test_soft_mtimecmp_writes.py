@@ -4,10 +4,6 @@ other access to the window."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
-import pytest
-
 from axaddrspace import AccessWidth
 from axvcpu import Halt
 
@@ -26,14 +22,6 @@ SETUP = f"""
 .equ MTIMECMP0, {MTIMECMP0:#x}
 .equ MSIP0, {MSIP0:#x}
 """
-
-
-@pytest.fixture
-def machines() -> Iterator[list[SoftMachine]]:
-    made: list[SoftMachine] = []
-    yield made
-    for machine in made:
-        machine.close()
 
 
 def clint_machine(machines: list[SoftMachine], source: str, engine: str = "c", harts: int = 1) -> SoftMachine:

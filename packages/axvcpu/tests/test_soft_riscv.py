@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
 
@@ -13,7 +13,7 @@ from axvcpu import Halt, Hypercall, Nothing
 from axvcpu.riscv_sbi import EID_HVC, SbiCodeFence
 
 from .riscv_asm import RAM_BASE, assemble, encode, requires_riscv_toolchain
-from .soft_machine import DATA, U64, UART, FakeMmio, SoftMachine
+from .soft_machine import DATA, U64, UART, FakeMmio, SoftMachine, build
 
 pytestmark = requires_riscv_toolchain
 
@@ -42,20 +42,6 @@ strap:
 3: wfi
   j 3b
 """
-
-
-@pytest.fixture
-def machines() -> Iterator[list[SoftMachine]]:
-    made: list[SoftMachine] = []
-    yield made
-    for machine in made:
-        machine.close()
-
-
-def build(machines: list[SoftMachine], source: str, **kwargs: object) -> SoftMachine:
-    machine = SoftMachine(source, **kwargs)  # type: ignore[arg-type]
-    machines.append(machine)
-    return machine
 
 
 # -- 1: MMIO through the handler ---------------------------------------------------------------
